@@ -1,0 +1,58 @@
+/** Fraction of positions where `pred[i] === target[i]`. */
+export function accuracy(pred: ArrayLike<number>, target: ArrayLike<number>): number {
+  if (pred.length !== target.length) {
+    throw new RangeError(`accuracy: ${pred.length} predictions for ${target.length} targets`);
+  }
+  if (pred.length === 0) return NaN;
+  let ok = 0;
+  for (let i = 0; i < pred.length; i++) if (pred[i] === target[i]) ok++;
+  return ok / pred.length;
+}
+
+/** Row-wise argmax of a row-major [rows, cols] matrix. */
+export function argmaxRows(data: ArrayLike<number>, rows: number, cols: number): Int32Array {
+  const out = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    let bv = -Infinity;
+    for (let c = 0; c < cols; c++) {
+      const v = data[r * cols + c]!;
+      if (v > bv) {
+        bv = v;
+        best = c;
+      }
+    }
+    out[r] = best;
+  }
+  return out;
+}
+
+export interface MeanCI {
+  mean: number;
+  /** half-width of the 95% confidence interval of the mean (1.96 · std / sqrt(n)) */
+  ci95: number;
+  std: number;
+  n: number;
+}
+
+/**
+ * Mean ± 95% confidence interval over episodes, as few-shot papers report it
+ * (normal approximation, sample standard deviation).
+ */
+export function meanCI(values: ArrayLike<number>): MeanCI {
+  const n = values.length;
+  if (n === 0) return { mean: NaN, ci95: NaN, std: NaN, n: 0 };
+  let s = 0;
+  for (let i = 0; i < n; i++) s += values[i]!;
+  const mean = s / n;
+  if (n === 1) return { mean, ci95: NaN, std: NaN, n };
+  let v = 0;
+  for (let i = 0; i < n; i++) v += (values[i]! - mean) ** 2;
+  const std = Math.sqrt(v / (n - 1));
+  return { mean, ci95: (1.96 * std) / Math.sqrt(n), std, n };
+}
+
+/** "98.12 ± 0.35 %" */
+export function formatPercentCI(m: MeanCI, digits = 2): string {
+  return `${(100 * m.mean).toFixed(digits)} ± ${(100 * m.ci95).toFixed(digits)} %`;
+}
