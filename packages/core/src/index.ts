@@ -2,3 +2,4 @@ export * from './contracts.js';
 export * from './rng.js';
 export * from './registry.js';
 export * from './metrics.js';
+export * from './checkpoint.js';

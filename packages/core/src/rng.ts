@@ -5,6 +5,8 @@ export interface RngState {
   seed: string;
   /** seedrandom's internal ARC4 state (alea/arc4 state object). */
   inner: unknown;
+  /** the cached second Box–Muller normal, if any */
+  spare?: number | null;
 }
 
 /**
@@ -22,12 +24,13 @@ export class Rng {
   }
 
   static fromState(s: RngState): Rng {
-    return new Rng(s.seed, s.inner);
+    const r = new Rng(s.seed, s.inner);
+    r.spare = s.spare ?? null;
+    return r;
   }
 
   state(): RngState {
-    // the Box–Muller spare is dropped on save, so draw normals in pairs if exact resume matters
-    return { seed: this.seed, inner: this.prng.state() };
+    return { seed: this.seed, inner: this.prng.state(), spare: this.spare };
   }
 
   /** Uniform in [0, 1). */
