@@ -14,13 +14,13 @@ export interface RngState {
  * Same seed → same stream on every machine; `state()` / `Rng.fromState()` resume it exactly.
  */
 export class Rng {
-  private prng: seedrandom.PRNG;
+  private prng: seedrandom.StatefulPRNG<seedrandom.State.Arc4>;
   readonly seed: string;
   private spare: number | null = null;
 
   constructor(seed: number | string, inner?: unknown) {
     this.seed = String(seed);
-    this.prng = seedrandom(this.seed, { state: (inner as seedrandom.State) ?? true });
+    this.prng = seedrandom(this.seed, { state: (inner as seedrandom.State.Arc4 | undefined) ?? true });
   }
 
   static fromState(s: RngState): Rng {
