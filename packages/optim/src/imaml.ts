@@ -1,0 +1,129 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { Params, Task } from './types.js';
+import type { InnerLoopSpec, TaskGradResult } from './maml.js';
+import { innerLoop, splitMeta } from './maml.js';
+import { disposeParams, dotParams, fromList, keysOf, mapParams, toList } from './params.js';
+
+/**
+ * Hessian-vector product H·v of the (unregularised) support loss at φ, by differentiating
+ * <∇L(φ), v> once more (double backward).
+ */
+export function hessianVectorProduct(spec: InnerLoopSpec, phi: Params, x: tf.Tensor, y: tf.Tensor, v: Params, keys: string[]): Params {
+  const ctx = spec.ctx ?? { training: true };
+  return tf.tidy(() => {
+    const hv = tf.grads((...ts: tf.Tensor[]) => {
+      const p = { ...phi, ...fromList(keys, ts) };
+      const inner = (...us: tf.Tensor[]) => spec.loss(spec.net.apply({ ...p, ...fromList(keys, us) }, x, ctx), y);
+      const g = tf.grads(inner)(ts);
+      let s: tf.Tensor = tf.scalar(0);
+      keys.forEach((k, i) => (s = tf.add(s, tf.sum(tf.mul(g[i]!, v[k]!)))));
+      return s as tf.Scalar;
+    })(toList(phi, keys));
+    return fromList(keys, hv);
+  });
+}
+
+export interface CgResult {
+  x: Params;
+  iterations: number;
+  /** final residual norm ||b − A x|| */
+  residual: number;
+}
+
+/**
+ * Conjugate gradient for A x = b with A symmetric positive definite given as a product function.
+ * Starts from x = 0; at most `maxIter` iterations, stops when ||r|| ≤ tol·||b||.
+ */
+export function conjugateGradient(apply: (v: Params) => Params, b: Params, maxIter: number, tol = 1e-10): CgResult {
+  let x = mapParams(b, (t) => tf.zerosLike(t));
+  let r = mapParams(b, (t) => tf.clone(t));
+  let p = mapParams(b, (t) => tf.clone(t));
+  let rr = dotNum(r, r);
+  const bb = rr;
+  let it = 0;
+  while (it < maxIter && rr > tol * tol * bb) {
+    const Ap = apply(p);
+    const pAp = dotNum(p, Ap);
+    if (!(pAp > 0)) {
+      disposeParams(Ap);
+      break; // not positive definite along p (or converged to exact zero)
+    }
+    const alpha = rr / pAp;
+    const nx = mapParams(x, (t, k) => tf.tidy(() => tf.add(t, tf.mul(p[k]!, alpha))));
+    const nr = mapParams(r, (t, k) => tf.tidy(() => tf.sub(t, tf.mul(Ap[k]!, alpha))));
+    disposeParams(x, r, Ap);
+    x = nx;
+    r = nr;
+    const rrNew = dotNum(r, r);
+    const beta = rrNew / rr;
+    const np = mapParams(p, (t, k) => tf.tidy(() => tf.add(r[k]!, tf.mul(t, beta))));
+    disposeParams(p);
+    p = np;
+    rr = rrNew;
+    it++;
+  }
+  disposeParams(r, p);
+  return { x, iterations: it, residual: Math.sqrt(rr) };
+}
+
+function dotNum(a: Params, b: Params): number {
+  const t = dotParams(a, b);
+  const v = t.dataSync()[0]!;
+  t.dispose();
+  return v;
+}
+
+export interface ImamlOptions {
+  /** proximal regularisation strength λ */
+  lambda: number;
+  /** conjugate-gradient iterations */
+  cgSteps: number;
+}
+
+export interface ImamlTaskGradResult extends TaskGradResult {
+  cgIterations: number;
+  cgResidual: number;
+}
+
+/**
+ * iMAML meta-gradient for one task (Rajeswaran et al. 2019):
+ *   φ ≈ argmin_φ L_s(φ) + λ/2·||φ − θ||²   (inner loop, no graph kept)
+ *   g = (I + H/λ)⁻¹ ∇_φ L_q(φ),  H = ∇²L_s(φ),  solved by CG with Hessian-vector products.
+ * Memory does not depend on the number of inner steps.
+ */
+export function imamlTaskGrad(spec: InnerLoopSpec, meta: Params, task: Task, opts: ImamlOptions): ImamlTaskGradResult {
+  const { net, lrs } = splitMeta(meta);
+  if (Object.keys(lrs).length) throw new Error('iMAML does not support learned learning rates');
+  const keys = keysOf(spec.adaptKeys ? Object.fromEntries(spec.adaptKeys.map((k) => [k, net[k]!])) : net);
+  const proxSpec: InnerLoopSpec = { ...spec, proximal: { lambda: opts.lambda, anchor: net } };
+  const phi = innerLoop(proxSpec, net, task.xs, task.ys, false);
+  const ctx = spec.ctx ?? { training: true };
+  let queryOut: tf.Tensor | null = null;
+  const allKeys = keysOf(phi);
+  const q = tf.tidy(() =>
+    tf.valueAndGrads((...ts: tf.Tensor[]) => {
+      const out = spec.net.apply(fromList(allKeys, ts), task.xq, ctx);
+      queryOut = tf.keep(tf.clone(out));
+      return spec.loss(out, task.yq);
+    })(toList(phi, allKeys)),
+  );
+  const gq = fromList(allKeys, q.grads);
+  const b: Params = Object.fromEntries(keys.map((k) => [k, gq[k]!]));
+  const A = (v: Params): Params => {
+    const hv = hessianVectorProduct(spec, phi, task.xs, task.ys, v, keys);
+    const out = mapParams(v, (t, k) => tf.tidy(() => tf.add(t, tf.div(hv[k]!, opts.lambda))));
+    disposeParams(hv);
+    return out;
+  };
+  const cg = conjugateGradient(A, b, opts.cgSteps);
+  const grads: Params = {};
+  for (const k of allKeys) {
+    // non-adapted keys (ANIL-style body) get the plain gradient at φ
+    grads[k] = cg.x[k] ?? tf.clone(gq[k]!);
+  }
+  disposeParams(gq);
+  if (spec.steps > 0) for (const k of keys) phi[k]!.dispose();
+  const loss = q.value.dataSync()[0]!;
+  q.value.dispose();
+  return { loss, queryOut: queryOut!, grads, cgIterations: cg.iterations, cgResidual: cg.residual };
+}
