@@ -1,0 +1,17 @@
+export * from './addressing.js';
+export * from './adam.js';
+export * from './config.js';
+export * from './models.js';
+export * from './sequence.js';
+export * from './learner.js';
+export * from './onnx-export.js';
+
+import { registerLearner } from '@metalearn/core';
+import { lstmMetaFactory, mannFactory } from './learner.js';
+
+/** Register the memory-family learners with core's registry (idempotent). */
+export function registerMemoryLearners(): void {
+  registerLearner(mannFactory);
+  registerLearner(lstmMetaFactory);
+}
+registerMemoryLearners();
