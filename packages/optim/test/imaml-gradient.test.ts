@@ -1,0 +1,114 @@
+import { describe, expect, it, beforeAll } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng } from '@metalearn/core';
+import { hessianVectorProduct, imamlTaskGrad, innerLoop, mse, keysOf, type InnerLoopSpec, type Params } from '../src/index.js';
+import { fdGrad, flat, relErr, sineTask, tinyMlp, useCpu } from './helpers.js';
+
+beforeAll(useCpu);
+
+/** Solve A x = b (dense, float64) by Gaussian elimination with partial pivoting. */
+function solve(A: number[][], b: number[]): number[] {
+  const n = b.length;
+  const M = A.map((row, i) => [...row, b[i]!]);
+  for (let c = 0; c < n; c++) {
+    let piv = c;
+    for (let r = c + 1; r < n; r++) if (Math.abs(M[r]![c]!) > Math.abs(M[piv]![c]!)) piv = r;
+    [M[c], M[piv]] = [M[piv]!, M[c]!];
+    for (let r = c + 1; r < n; r++) {
+      const f = M[r]![c]! / M[c]![c]!;
+      for (let k = c; k <= n; k++) M[r]![k]! -= f * M[c]![k]!;
+    }
+  }
+  const x = new Array<number>(n).fill(0);
+  for (let r = n - 1; r >= 0; r--) {
+    let s = M[r]![n]!;
+    for (let k = r + 1; k < n; k++) s -= M[r]![k]! * x[k]!;
+    x[r] = s / M[r]![r]!;
+  }
+  return x;
+}
+
+describe('iMAML meta-gradient', () => {
+  it('equals the exact implicit gradient (I + H/λ)⁻¹∇L_q from a direct dense solve', () => {
+    const net = tinyMlp([1, 4, 1], 'tanh');
+    const theta = net.init(new Rng(5));
+    const task = sineTask(new Rng(21), 10, 10);
+    const lambda = 2;
+    const spec: InnerLoopSpec = { net, loss: mse, steps: 30, lr: 0.05 };
+    const keys = keysOf(theta);
+    const n = Object.values(theta).reduce((s, t) => s + t.size, 0);
+    const before = tf.memory().numTensors;
+    const r = imamlTaskGrad(spec, theta, task, { lambda, cgSteps: n });
+    r.queryOut.dispose();
+
+    // exact: rebuild φ, the dense Hessian column by column, and solve the system directly
+    const phi = innerLoop({ ...spec, proximal: { lambda, anchor: theta } }, theta, task.xs, task.ys, false);
+    const gq = tf.tidy(() => tf.grads((...ts: tf.Tensor[]) => mse(net.apply(Object.fromEntries(keys.map((k, i) => [k, ts[i]!])), task.xq, { training: true }), task.yq))(keys.map((k) => phi[k]!)));
+    const H: number[][] = [];
+    let off = 0;
+    for (const k of keys) {
+      for (let i = 0; i < theta[k]!.size; i++) {
+        const e: Params = {};
+        let pos = 0;
+        for (const kk of keys) {
+          const v = new Float32Array(theta[kk]!.size);
+          if (pos + v.length > off + i && pos <= off + i && kk === k) v[i] = 1;
+          e[kk] = tf.tensor(v, theta[kk]!.shape);
+          pos += v.length;
+        }
+        const hv = hessianVectorProduct(spec, phi, task.xs, task.ys, e, keys);
+        H.push(Array.from(flat(hv, keys)));
+        Object.values(e).forEach((t) => t.dispose());
+        Object.values(hv).forEach((t) => t.dispose());
+      }
+      off += theta[k]!.size;
+    }
+    const A = H.map((row, i) => row.map((h, j) => (i === j ? 1 : 0) + (h + H[j]![i]!) / 2 / lambda));
+    const b = Array.from(flat(Object.fromEntries(keys.map((k, i) => [k, gq[i]!])), keys));
+    const exact = Float64Array.from(solve(A, b));
+    const got = flat(r.grads, keys);
+    const err = relErr(got, exact);
+    const plainErr = relErr(Float64Array.from(b), exact);
+    console.log(`iMAML (CG, ${r.cgIterations} it) vs exact dense solve: relative error ${err.toExponential(2)}; plain ∇L_q vs exact: ${plainErr.toExponential(2)}`);
+    expect(err).toBeLessThan(1e-3);
+    expect(plainErr).toBeGreaterThan(1e-2); // the linear system matters: the identity would fail
+
+    gq.forEach((t) => t.dispose());
+    Object.values(phi).forEach((t) => t.dispose());
+    Object.values(r.grads).forEach((t) => t.dispose());
+    expect(tf.memory().numTensors).toBe(before);
+    Object.values(task).forEach((t) => t.dispose());
+    Object.values(theta).forEach((t) => t.dispose());
+  });
+
+  it('on a quadratic inner problem solved to convergence, equals finite differences of L_q(φ*(θ))', () => {
+    const net = tinyMlp([2, 1]);
+    const theta = net.init(new Rng(6));
+    const rng = new Rng(7);
+    const mk = (m: number) => {
+      const x = tf.tensor2d(Float32Array.from({ length: 2 * m }, () => rng.normal()), [m, 2]);
+      const y = tf.tensor2d(Float32Array.from({ length: m }, () => rng.normal()), [m, 1]);
+      return [x, y] as const;
+    };
+    const [xs, ys] = mk(6);
+    const [xq, yq] = mk(8);
+    const task = { xs, ys, xq, yq };
+    const lambda = 1;
+    const spec: InnerLoopSpec = { net, loss: mse, steps: 300, lr: 0.1 };
+    const r = imamlTaskGrad(spec, theta, task, { lambda, cgSteps: 10 });
+    r.queryOut.dispose();
+    const obj = (p: Params) => {
+      const phi = innerLoop({ ...spec, proximal: { lambda, anchor: p } }, p, xs, ys, false);
+      const l = tf.tidy(() => mse(net.apply(phi, xq, { training: true }), yq));
+      const v = l.dataSync()[0]!;
+      l.dispose();
+      Object.values(phi).forEach((t) => t.dispose());
+      return v;
+    };
+    const fd = fdGrad(obj, theta, 1e-2);
+    const keys = keysOf(theta);
+    const err = relErr(flat(r.grads, keys), flat(fd, keys));
+    console.log(`iMAML vs finite differences of the converged inner solution: relative error ${err.toExponential(2)}`);
+    expect(err).toBeLessThan(5e-3);
+  });
+});
