@@ -2,5 +2,8 @@ export * from './contracts.js';
 export * from './rng.js';
 export * from './registry.js';
 export * from './metrics.js';
+export * from './engine/index.js';
 export * from './checkpoint.js';
 export * from './rx/index.js';
+export * from './nn/index.js';
+export * from './onnx/index.js';

@@ -1,0 +1,128 @@
+/**
+ * Convolution gradients written with forward convolutions only (plus reshape / pad / slice /
+ * reverse / transpose), so that
+ *  - they run on backends that lack the Conv2DBackprop* kernels (wasm has no Conv2DBackpropFilter);
+ *  - they can be differentiated again: the gradient of a conv2d is made of conv2d's, whose gradient
+ *    is this same rule (second-order MAML, iMAML Hessian-vector products, ...).
+ *
+ * Layout NHWC, filter [kh, kw, inC, outC]. Let s = stride, d = dilation (tfjs requires one of them
+ * to be 1), pt = top padding, k_eff = (k-1)*d + 1.
+ *   y[o] = sum_k xpad[o*s + k*d] w[k]
+ *   dx   = conv(stride-dilate(dy, s) padded by k_eff-1-pt, reverse(w) with in/out swapped; dilation d)
+ *   dW   = conv(x^T (channels as batch, batch as channels) padded by pt, dy^T as filter;
+ *              stride d, dilation s)
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { dilateHW, padOrCrop, pair } from './util.js';
+
+export type ConvPad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
+
+export interface ConvGeometry {
+  inH: number;
+  inW: number;
+  outH: number;
+  outW: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  dh: number;
+  dw: number;
+  padTop: number;
+  padLeft: number;
+}
+
+export function convGeometry(
+  xShape: readonly number[],
+  filterShape: readonly number[],
+  strides: number | readonly number[],
+  dilations: number | readonly number[],
+  pad: ConvPad,
+  dimRoundingMode?: 'floor' | 'round' | 'ceil',
+  dataFormat = 'NHWC',
+): ConvGeometry {
+  if (dataFormat !== 'NHWC') {
+    throw new Error(`engine/conv.ts: only NHWC convolutions have registered gradients (got dataFormat '${dataFormat}')`);
+  }
+  const [sh, sw] = pair(strides as number | number[]);
+  const [dh, dw] = pair(dilations as number | number[]);
+  if ((sh > 1 || sw > 1) && (dh > 1 || dw > 1)) {
+    throw new Error(`engine/conv.ts: strides [${sh},${sw}] and dilations [${dh},${dw}] cannot both exceed 1`);
+  }
+  const info = tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    [sh, sw],
+    [dh, dw],
+    pad as 'same',
+    dimRoundingMode,
+    false,
+    'channelsLast',
+  );
+  return {
+    inH: info.inHeight,
+    inW: info.inWidth,
+    outH: info.outHeight,
+    outW: info.outWidth,
+    kh: info.filterHeight,
+    kw: info.filterWidth,
+    sh,
+    sw,
+    dh,
+    dw,
+    padTop: info.padInfo.top,
+    padLeft: info.padInfo.left,
+  };
+}
+
+/** conv2d 'valid' after padding (>= 0) or cropping (< 0) by `amounts` = [[top,bottom],[left,right]]. */
+function convWithPads(
+  x: tf.Tensor4D,
+  f: tf.Tensor4D,
+  amounts: [[number, number], [number, number]],
+  strides: [number, number],
+  dilations: [number, number],
+): tf.Tensor4D {
+  const [[t, b], [l, r]] = amounts;
+  if (t >= 0 && b >= 0 && l >= 0 && r >= 0) {
+    const pad: ConvPad = t === 0 && b === 0 && l === 0 && r === 0 ? 'valid' : [[0, 0], [t, b], [l, r], [0, 0]];
+    return tf.conv2d(x, f, strides, pad as 'valid', 'NHWC', dilations);
+  }
+  const xp = padOrCrop(x, [[0, 0], [t, b], [l, r], [0, 0]]) as tf.Tensor4D;
+  return tf.conv2d(xp, f, strides, 'valid', 'NHWC', dilations);
+}
+
+/** Gradient of conv2d with respect to its input, made of one forward convolution. */
+export function conv2dInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D, xShape: readonly number[], g: ConvGeometry): tf.Tensor4D {
+  const ekh = (g.kh - 1) * g.dh + 1;
+  const ekw = (g.kw - 1) * g.dw + 1;
+  // [kh, kw, inC, outC] -> flipped spatially, [kh, kw, outC, inC]
+  const wT = tf.transpose(tf.reverse(filter, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
+  const dyd = dilateHW(dy, g.sh, g.sw); // length outH*sh (trailing sh-1 zeros)
+  const top = ekh - 1 - g.padTop;
+  const left = ekw - 1 - g.padLeft;
+  const bottom = g.inH + ekh - 1 - top - g.outH * g.sh;
+  const right = g.inW + ekw - 1 - left - g.outW * g.sw;
+  const dx = convWithPads(dyd, wT, [[top, bottom], [left, right]], [1, 1], [g.dh, g.dw]);
+  if (dx.shape[1] !== xShape[1] || dx.shape[2] !== xShape[2]) {
+    throw new Error(`engine/conv.ts conv2dInputGrad: got [${dx.shape}] for input [${xShape}] (internal error)`);
+  }
+  return dx;
+}
+
+/** Gradient of conv2d with respect to its filter, made of one forward convolution. */
+export function conv2dFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: readonly number[], g: ConvGeometry): tf.Tensor4D {
+  const xt = tf.transpose(x, [3, 1, 2, 0]) as tf.Tensor4D; // [inC, H, W, N]
+  const dyt = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D; // [outH, outW, N, outC]
+  const needH = (g.kh - 1) * g.dh + (g.outH - 1) * g.sh + 1;
+  const needW = (g.kw - 1) * g.dw + (g.outW - 1) * g.sw + 1;
+  const bottom = needH - g.inH - g.padTop;
+  const right = needW - g.inW - g.padLeft;
+  const out = convWithPads(xt, dyt, [[g.padTop, bottom], [g.padLeft, right]], [g.dh, g.dw], [g.sh, g.sw]);
+  // out: [inC, kh, kw, outC]
+  const dw = tf.transpose(out, [1, 2, 0, 3]) as tf.Tensor4D;
+  if (!tf.util.arraysEqual(dw.shape, filterShape as number[])) {
+    throw new Error(`engine/conv.ts conv2dFilterGrad: got [${dw.shape}] for filter [${filterShape}] (internal error)`);
+  }
+  return dw;
+}

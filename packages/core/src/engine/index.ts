@@ -1,0 +1,15 @@
+export { initEngine, engineInfo, type EngineInfo, type BackendName, type InitEngineOptions } from './init.js';
+export { registerProjectGradients, projectGradientKernels } from './gradients.js';
+export {
+  conv2d,
+  conv1d,
+  maxPool2d,
+  avgPool2d,
+  globalAvgPool,
+  batchNormTrain,
+  batchNormInfer,
+  dense,
+  crossEntropy,
+  type Padding,
+} from './ops.js';
+export { conv2dInputGrad, conv2dFilterGrad, convGeometry, type ConvGeometry, type ConvPad } from './conv.js';

@@ -1,0 +1,68 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/** Sum `g` over the axes that were broadcast so that the result has `shape` (reverse of broadcasting). */
+export function reduceTo(g: tf.Tensor, shape: readonly number[]): tf.Tensor {
+  // always a new tensor: the engine disposes accumulated gradients, so a gradient function must
+  // never hand back its `dy` object itself
+  if (tf.util.arraysEqual(g.shape, shape as number[])) return tf.reshape(g, shape as number[]);
+  const axes = tf.broadcast_util.getReductionAxes(shape as number[], g.shape);
+  let r = g;
+  if (axes.length > 0) r = tf.sum(r, axes);
+  // leading axes that `shape` does not have at all
+  const extra = r.rank - shape.length;
+  if (extra > 0) r = tf.sum(r, Array.from({ length: extra }, (_, i) => i));
+  return tf.reshape(r, shape as number[]);
+}
+
+/**
+ * Pad (positive amounts) or crop (negative amounts) `x` along each axis; `amounts[i] = [before, after]`.
+ * Differentiable (pad <-> slice).
+ */
+export function padOrCrop(x: tf.Tensor, amounts: readonly (readonly [number, number])[], value = 0): tf.Tensor {
+  let needCrop = false;
+  let needPad = false;
+  for (const [a, b] of amounts) {
+    if (a < 0 || b < 0) needCrop = true;
+    if (a > 0 || b > 0) needPad = true;
+  }
+  let r = x;
+  if (needCrop) {
+    const begin = amounts.map(([a]) => Math.max(0, -a));
+    const size = amounts.map(([a, b], i) => r.shape[i]! - Math.max(0, -a) - Math.max(0, -b));
+    if (size.some((s) => s <= 0)) {
+      throw new Error(`engine/util.ts padOrCrop: cropping ${JSON.stringify(amounts)} leaves nothing of shape [${x.shape}]`);
+    }
+    r = tf.slice(r, begin, size);
+  }
+  if (needPad) {
+    r = tf.pad(r, amounts.map(([a, b]) => [Math.max(0, a), Math.max(0, b)] as [number, number]), value);
+  }
+  return r;
+}
+
+/**
+ * Insert `s-1` zeros after every element of axes 1 and 2 of an NHWC tensor ("stride dilation"):
+ * [N, H, W, C] -> [N, H*sh, W*sw, C]; element (i, j) lands at (i*sh, j*sw). Built from reshape + pad,
+ * so it is differentiable to any order.
+ */
+export function dilateHW(x: tf.Tensor4D, sh: number, sw: number): tf.Tensor4D {
+  if (sh === 1 && sw === 1) return x;
+  const [n, h, w, c] = x.shape;
+  const x6 = tf.reshape(x, [n, h, 1, w, 1, c]);
+  const p = tf.pad(x6, [
+    [0, 0],
+    [0, 0],
+    [0, sh - 1],
+    [0, 0],
+    [0, sw - 1],
+    [0, 0],
+  ]);
+  return tf.reshape(p, [n, h * sh, w * sw, c]);
+}
+
+export function pair(v: number | readonly number[] | undefined, fallback = 1): [number, number] {
+  if (v == null) return [fallback, fallback];
+  if (typeof v === 'number') return [v, v];
+  if (v.length === 1) return [v[0]!, v[0]!];
+  return [v[0]!, v[1]!];
+}
