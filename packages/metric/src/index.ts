@@ -1,0 +1,13 @@
+import { registerLearner } from '@metalearn/core';
+import { protoNetFactory } from './protonet.js';
+import { matchingNetFactory } from './matching.js';
+
+export * from './adam.js';
+export * from './heads.js';
+export * from './backbone.js';
+export * from './embedding-learner.js';
+export * from './protonet.js';
+export * from './matching.js';
+
+registerLearner(protoNetFactory);
+registerLearner(matchingNetFactory);
