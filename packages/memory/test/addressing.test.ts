@@ -60,12 +60,20 @@ describe('MANN addressing math', () => {
     const model = new MannModel(3, 2, { controllerSize: 4, memorySlots: 5, memoryWidth: 3, readHeads: 2, gamma: 0.9, keyStrength: true });
     const params = model.init(new Rng(7));
     const rng = new Rng(3);
-    const xs = tf.tensor2d(rng.normalArray(6 * 3), [6, 3]);
-    const batch = buildBatch([xs], [[0, 1, 1, 0, 1, 0]], 2);
+    // short sequences: the least-used ranking is piecewise constant in the parameters and longer
+    // sequences make near-ties (where a finite-difference step crosses a switch) likely
+    const xs = [tf.tensor2d(rng.normalArray(3 * 3), [3, 3]), tf.tensor2d(rng.normalArray(3 * 3), [3, 3])];
+    const batch = buildBatch(xs, [[0, 1, 1], [1, 0, 0]], 2);
     const lossOf = (p: Record<string, tf.Tensor>) => sequenceLoss(runSequence(model, p, batch.x, batch.yPrev).logits, batch.target);
     const names = Object.keys(params).sort();
-    const g = tf.grads((...ts: tf.Tensor[]) => lossOf(Object.fromEntries(names.map((n, i) => [n, ts[i]!]))))(names.map((n) => params[n]!));
-    const h = 1e-2;
+    let g: tf.Tensor[] = [];
+    try {
+      g = tf.grads((...ts: tf.Tensor[]) => lossOf(Object.fromEntries(names.map((n, i) => [n, ts[i]!]))))(names.map((n) => params[n]!));
+    } catch (e) {
+      throw new Error(`grads: ${(e as Error).stack}`);
+    }
+    // small step: the least-used ranking is piecewise constant, a large step can cross a switch
+    const h = 2e-3;
     let checked = 0;
     for (const [pi, name] of names.entries()) {
       const base = params[name]!.dataSync().slice();
@@ -78,7 +86,7 @@ describe('MANN addressing math', () => {
         const lp = lossOf({ ...params, [name]: tf.tensor(plus, params[name]!.shape) }).dataSync()[0]!;
         const lm = lossOf({ ...params, [name]: tf.tensor(minus, params[name]!.shape) }).dataSync()[0]!;
         const fd = (lp - lm) / (2 * h);
-        expect(Math.abs(fd - gv[j]!), `${name}[${j}] fd=${fd} grad=${gv[j]}`).toBeLessThan(2e-3 + 0.03 * Math.abs(fd));
+        expect(Math.abs(fd - gv[j]!), `${name}[${j}] fd=${fd} grad=${gv[j]}`).toBeLessThan(1e-3 + 0.05 * Math.abs(fd));
         checked++;
       }
     }

@@ -1,10 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
-import { Rng, type Episode } from '@metalearn/core';
+import { Rng, initEngine, type Episode } from '@metalearn/core';
 
+/** tiny tests run on the cpu backend (with the project's gradients registered by initEngine) */
 export async function useCpu(): Promise<void> {
-  await tf.setBackend('cpu');
-  await tf.ready();
+  await initEngine({ backend: 'cpu', quiet: true });
 }
 
 /**
@@ -12,8 +11,8 @@ export async function useCpu(): Promise<void> {
  * are the prototype plus Gaussian noise. Labels are only meaningful within the episode, so the model
  * must bind them from the sequence.
  */
-export function syntheticEpisode(rng: Rng, ways: number, shots: number, queries: number, D: number, noise = 0.3): Episode {
-  const protos = Array.from({ length: ways }, () => rng.normalArray(D));
+export function syntheticEpisode(rng: Rng, ways: number, shots: number, queries: number, D: number, noise = 0.3, fixedProtos?: Float32Array[]): Episode {
+  const protos = fixedProtos ?? Array.from({ length: ways }, () => rng.normalArray(D));
   const make = (per: number) => {
     const x = new Float32Array(ways * per * D);
     const y = new Int32Array(ways * per);
@@ -29,7 +28,3 @@ export function syntheticEpisode(rng: Rng, ways: number, shots: number, queries:
   const query = make(queries);
   return { ways, shots, support, query, dispose: () => (support.x.dispose(), query.x.dispose()) };
 }
-
-// TODO(engine): switch to core's initEngine() once it is exported from @metalearn/core
-import { registerProjectGradients } from '../../core/src/engine/gradients.js';
-registerProjectGradients();
