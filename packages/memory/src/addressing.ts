@@ -35,10 +35,11 @@ export function leastUsed(usage: tf.Tensor2D, n: number): tf.Tensor3D {
   const N = usage.shape[1];
   if (!Number.isInteger(n) || n < 1 || n > N) throw new RangeError(`leastUsed: n must be an integer in [1, ${N}], got ${n}`);
   // piecewise constant in `usage`: customGrad with a zero gradient, so the tape never needs TopK's
-  const f = tf.customGrad((u: tf.Tensor) => {
+  const f = tf.customGrad(((...args: unknown[]) => {
+    const u = args[0] as tf.Tensor;
     const { indices } = tf.topk(tf.neg(u), n, true); // smallest usages first
-    return { value: tf.oneHot(indices, N, 1, 0, 'float32'), gradFunc: (dy: tf.Tensor) => [tf.zerosLike(u)] };
-  });
+    return { value: tf.oneHot(indices, N, 1, 0, 'float32'), gradFunc: () => [tf.zerosLike(u)] };
+  }) as Parameters<typeof tf.customGrad>[0]);
   return f(usage) as tf.Tensor3D;
 }
 
