@@ -30,9 +30,9 @@ export class Adam {
     this.t++;
     let scale = 1;
     if (this.opts.clipNorm && this.opts.clipNorm > 0) {
-      const n = Math.sqrt(
-        tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g))))).dataSync()[0]!,
-      );
+      const nt = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
+      const n = Math.sqrt(nt.dataSync()[0]!);
+      nt.dispose();
       if (n > this.opts.clipNorm) scale = this.opts.clipNorm / n;
     }
     const c1 = 1 - Math.pow(b1, this.t);

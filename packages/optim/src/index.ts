@@ -6,3 +6,7 @@ export * from './adam.js';
 export * from './maml.js';
 export * from './imaml.js';
 export * from './reptile.js';
+export * from './learner.js';
+
+import { registerOptimLearners } from './learner.js';
+registerOptimLearners();

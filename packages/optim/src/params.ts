@@ -58,5 +58,8 @@ export function numel(p: Params): number {
 
 /** L2 norm of all tensors together, as a number */
 export function normOf(p: Params): number {
-  return Math.sqrt(tf.tidy(() => dotParams(p, p)).dataSync()[0]!);
+  const t = dotParams(p, p);
+  const v = Math.sqrt(t.dataSync()[0]!);
+  t.dispose();
+  return v;
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
-import { Rng } from '@metalearn/core';
+import { Rng, initEngine } from '@metalearn/core';
 import type { FunctionalNet, Params, Task } from '../src/index.js';
 
 /**
@@ -9,7 +9,7 @@ import type { FunctionalNet, Params, Task } from '../src/index.js';
  * recorded on the tape before the op itself, so it is dropped from second-order graphs. Until the
  * engine's gradients are fixed, tests register input-saving versions (exactly twice differentiable).
  */
-function registerSecondOrderSafeGradients(): void {
+export function registerSecondOrderSafeGradients(): void {
   const reg = (c: unknown) => tf.registerGradient(c as Parameters<typeof tf.registerGradient>[0]);
   reg({ kernelName: 'Tanh', inputsToSave: ['x'], gradFunc: (dy: tf.Tensor, [x]: tf.Tensor[]) => ({ x: () => tf.mul(dy, tf.sub(1, tf.square(tf.tanh(x!)))) }) });
   reg({ kernelName: 'Exp', inputsToSave: ['x'], gradFunc: (dy: tf.Tensor, [x]: tf.Tensor[]) => ({ x: () => tf.mul(dy, tf.exp(x!)) }) });
@@ -24,9 +24,7 @@ function registerSecondOrderSafeGradients(): void {
 }
 
 export async function useCpu(): Promise<void> {
-  await tf.setBackend('cpu');
-  await tf.ready();
-  tf.env().set('DEBUG', false);
+  await initEngine({ backend: 'cpu', quiet: true });
   registerSecondOrderSafeGradients();
 }
 

@@ -58,3 +58,28 @@ describe('MAML meta-gradient equals finite differences', () => {
     check({ net, loss: mse, steps: 2, lr: 0.05, optimizer: adam({ eps: 0.5 }) }, meta, 14, 'MAML+Adam inner k=2');
   });
 });
+
+describe('MAML on classification with core layers (Sequential mlp, ReLU, cross-entropy)', () => {
+  it('second-order meta-gradient equals finite differences', async () => {
+    const { mlp, Dense, initEngine } = await import('@metalearn/core');
+    await initEngine({ backend: 'cpu', quiet: true });
+    const { crossEntropy } = await import('../src/index.js');
+    const model = mlp({ inputShape: [3], hidden: [5] }).extend(new Dense({ name: 'head', units: 3 }));
+    const meta = model.init(new Rng(8));
+    const rng = new Rng(9);
+    const x = (n: number) => tf.tensor2d(Float32Array.from({ length: 3 * n }, () => rng.normal()), [n, 3]);
+    const task = { xs: x(6), ys: tf.tensor1d([0, 1, 2, 0, 1, 2], 'int32'), xq: x(6), yq: tf.tensor1d([0, 1, 2, 2, 1, 0], 'int32') };
+    const spec: InnerLoopSpec = { net: model, loss: crossEntropy, steps: 2, lr: 0.5 };
+    const r = mamlTaskGrad(spec, meta, task);
+    r.queryOut.dispose();
+    const fd = fdGrad((p) => mamlObjective(spec, p, task), meta, 1e-3);
+    const fo = fomamlTaskGrad(spec, meta, task);
+    fo.queryOut.dispose();
+    const keys = Object.keys(meta).sort();
+    const err = relErr(flat(r.grads, keys), flat(fd, keys));
+    const foErr = relErr(flat(fo.grads, keys), flat(fd, keys));
+    console.log(`MAML classification k=2: relative error vs finite differences = ${err.toExponential(2)}; FOMAML vs FD = ${foErr.toExponential(2)}`);
+    expect(err).toBeLessThan(1e-2);
+    expect(foErr).toBeGreaterThan(5 * err);
+  });
+});

@@ -1,0 +1,394 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  Dense,
+  Rng,
+  conv4,
+  dataToTensors,
+  exportOnnx,
+  mlp,
+  registerLearner,
+  tensorsToData,
+  type Checkpoint,
+  type Episode,
+  type FewShotClassifier,
+  type LabeledSet,
+  type LearnerContext,
+  type LearnerFactory,
+  type MetaLearner,
+  type OnnxModel,
+  type Sequential,
+  type StepResult,
+} from '@metalearn/core';
+import { Adam } from './adam.js';
+import { getInnerOptimizer } from './inner.js';
+import { imamlTaskGrad } from './imaml.js';
+import { accuracyOf, crossEntropy } from './losses.js';
+import { fomamlTaskGrad, innerLoop, LR_PREFIX, mamlTaskGrad, splitMeta, type InnerLoopSpec, type TaskGradResult } from './maml.js';
+import { disposeParams, keysOf } from './params.js';
+import { reptileTaskDelta } from './reptile.js';
+import type { Params, Task } from './types.js';
+
+export type OptimAlgorithm = 'maml' | 'fomaml' | 'anil' | 'metasgd' | 'imaml' | 'reptile';
+
+export interface BackboneConfig {
+  /** 'conv4' (images [h, w, c]) or 'mlp' (any input, flattened) */
+  type: 'conv4' | 'mlp';
+  /** conv4: filters per block */
+  filters?: number;
+  /** mlp: hidden widths */
+  hidden?: number[];
+}
+
+export interface OptimConfig {
+  backbone: BackboneConfig;
+  /** classes per episode (head width) */
+  ways: number;
+  /** inner steps during meta-training */
+  innerSteps: number;
+  /** inner steps when adapting at test time (default: innerSteps) */
+  evalInnerSteps?: number;
+  /** inner learning rate α (initial value of the learned rates for Meta-SGD / per-step rates) */
+  innerLr: number;
+  /** inner optimiser id ('sgd', 'adam', or any registered one) */
+  innerOptimizer: string;
+  /** outer Adam learning rate (Reptile: outer step size ε) */
+  metaLr: number;
+  /** MAML/ANIL: drop second-order terms */
+  firstOrder?: boolean;
+  /** MAML: learn one inner learning rate per step and parameter tensor */
+  perStepLr?: boolean;
+  /** iMAML: proximal strength λ */
+  lambda?: number;
+  /** iMAML: conjugate-gradient iterations */
+  cgSteps?: number;
+  /** Reptile: also train the inner loop on the query set of training episodes */
+  reptileUseQuery?: boolean;
+  /** Reptile: anneal ε linearly to 0 over this many outer steps (0: constant) */
+  annealSteps?: number;
+  /** outer gradient-norm clipping (0: none) */
+  clipNorm?: number;
+}
+
+const common = {
+  backbone: {
+    type: 'object',
+    properties: {
+      type: { type: 'string', enum: ['conv4', 'mlp'], default: 'conv4' },
+      filters: { type: 'integer', minimum: 1, default: 64 },
+      hidden: { type: 'array', items: { type: 'integer', minimum: 1 }, default: [40, 40] },
+    },
+    required: ['type'],
+    additionalProperties: false,
+    default: { type: 'conv4', filters: 64 },
+  },
+  ways: { type: 'integer', minimum: 2, default: 5, description: 'classes per episode (head width)' },
+  evalInnerSteps: { type: 'integer', minimum: 0, description: 'inner steps at test time (default: innerSteps)' },
+  innerOptimizer: { type: 'string', default: 'sgd', description: "inner optimiser: 'sgd' or 'adam'" },
+  clipNorm: { type: 'number', minimum: 0, default: 0 },
+};
+
+function schema(extra: Record<string, unknown>, defaults: { innerSteps: number; innerLr: number; metaLr: number; innerOptimizer?: string }): Record<string, unknown> {
+  return {
+    type: 'object',
+    properties: {
+      ...common,
+      innerSteps: { type: 'integer', minimum: 0, default: defaults.innerSteps },
+      innerLr: { type: 'number', exclusiveMinimum: 0, default: defaults.innerLr },
+      metaLr: { type: 'number', exclusiveMinimum: 0, default: defaults.metaLr },
+      ...(defaults.innerOptimizer ? { innerOptimizer: { ...common.innerOptimizer, default: defaults.innerOptimizer } } : {}),
+      ...extra,
+    },
+    additionalProperties: false,
+  };
+}
+
+/** JSON Schemas (ajv, with defaults) of each learner's options. */
+export const optimSchemas: Record<OptimAlgorithm, Record<string, unknown>> = {
+  maml: schema(
+    {
+      firstOrder: { type: 'boolean', default: false },
+      perStepLr: { type: 'boolean', default: false, description: 'learn per-step, per-tensor inner rates (MAML++)' },
+    },
+    { innerSteps: 1, innerLr: 0.4, metaLr: 0.001 },
+  ),
+  fomaml: schema({}, { innerSteps: 1, innerLr: 0.4, metaLr: 0.001 }),
+  anil: schema({ firstOrder: { type: 'boolean', default: false } }, { innerSteps: 1, innerLr: 0.4, metaLr: 0.001 }),
+  metasgd: schema({}, { innerSteps: 1, innerLr: 0.4, metaLr: 0.001 }),
+  imaml: schema(
+    {
+      lambda: { type: 'number', exclusiveMinimum: 0, default: 2 },
+      cgSteps: { type: 'integer', minimum: 1, default: 5 },
+    },
+    { innerSteps: 10, innerLr: 0.1, metaLr: 0.001 },
+  ),
+  reptile: schema(
+    {
+      reptileUseQuery: { type: 'boolean', default: false },
+      annealSteps: { type: 'integer', minimum: 0, default: 0 },
+    },
+    { innerSteps: 5, innerLr: 0.001, metaLr: 1, innerOptimizer: 'adam' },
+  ),
+};
+
+/** Apply the schema defaults of `algo` to a (possibly partial) config, checking field names and types. */
+export function resolveOptimConfig(algo: OptimAlgorithm, cfg: Partial<OptimConfig> | undefined): OptimConfig {
+  const sch = optimSchemas[algo] as { properties: Record<string, { default?: unknown; type?: string; enum?: unknown[] }> };
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(cfg ?? {})) {
+    if (!(k in sch.properties)) throw new Error(`${algo} config: unknown field '${k}' (allowed: ${Object.keys(sch.properties).join(', ')})`);
+    const t = sch.properties[k]!.type;
+    const ok = t === 'integer' ? Number.isInteger(v) : t === 'array' ? Array.isArray(v) : t === undefined || typeof v === t;
+    if (!ok) throw new Error(`${algo} config: field '${k}' must be of type ${t}, got ${JSON.stringify(v)}`);
+    out[k] = v;
+  }
+  for (const [k, p] of Object.entries(sch.properties)) if (out[k] === undefined && p.default !== undefined) out[k] = structuredClone(p.default);
+  const c = out as unknown as OptimConfig;
+  c.backbone = { ...(sch.properties.backbone!.default as BackboneConfig), ...c.backbone };
+  if (!['conv4', 'mlp'].includes(c.backbone.type)) throw new Error(`${algo} config: backbone.type must be 'conv4' or 'mlp', got '${c.backbone.type}'`);
+  if (algo === 'fomaml') c.firstOrder = true;
+  getInnerOptimizer(c.innerOptimizer); // throws a clear error for unknown ids
+  return c;
+}
+
+/** The network: backbone (batch-norm always in batch-statistics mode, as in MAML) + linear head `head`. */
+export function buildOptimNet(cfg: OptimConfig, inputShape: number[]): { model: Sequential; headKeys: string[] } {
+  let model: Sequential;
+  if (cfg.backbone.type === 'conv4') {
+    if (inputShape.length !== 3) throw new Error(`backbone conv4 needs image inputs [h, w, c], got inputShape ${JSON.stringify(inputShape)}`);
+    model = conv4({ inputShape, filters: cfg.backbone.filters ?? 64, trackRunningStats: false }).extend(new Dense({ name: 'head', units: cfg.ways }));
+  } else {
+    model = mlp({ inputShape, hidden: cfg.backbone.hidden ?? [40, 40] }).extend(new Dense({ name: 'head', units: cfg.ways }));
+  }
+  return { model, headKeys: model.paramNames().filter((k) => k.startsWith('head.')) };
+}
+
+const TRAIN_CTX = { training: true } as const;
+
+function episodeTask(e: Episode): Task {
+  return {
+    xs: e.support.x,
+    ys: tf.tensor1d(e.support.y, 'int32'),
+    xq: e.query.x,
+    yq: tf.tensor1d(e.query.y, 'int32'),
+  };
+}
+
+/**
+ * One optimisation-based meta-learner (MAML, FOMAML, ANIL, Meta-SGD, iMAML or Reptile) over a
+ * functional core `Sequential` network with a linear head. Parameters are plain tensors; the outer
+ * update is Adam (Reptile: interpolation θ ← θ + ε·mean(φ − θ)).
+ */
+export class OptimLearner implements MetaLearner<OptimConfig> {
+  readonly family = 'optim' as const;
+  readonly model: Sequential;
+  readonly headKeys: string[];
+  /** network parameters + learned learning rates (`lr:` keys) */
+  meta: Params;
+  private adam: Adam;
+  private steps = 0;
+  private episodes = 0;
+
+  constructor(
+    readonly id: OptimAlgorithm,
+    readonly config: OptimConfig,
+    readonly ctx: LearnerContext,
+  ) {
+    const { model, headKeys } = buildOptimNet(config, ctx.inputShape);
+    this.model = model;
+    this.headKeys = headKeys;
+    this.meta = model.init(new Rng(ctx.seed).fork('optim-init'));
+    const netKeys = keysOf(this.meta);
+    if (id === 'metasgd') for (const k of netKeys) this.meta[`${LR_PREFIX}${k}`] = tf.fill(this.meta[k]!.shape, config.innerLr);
+    if (id === 'maml' && config.perStepLr) {
+      if (config.firstOrder) throw new Error('maml config: perStepLr needs second-order gradients (firstOrder: false)');
+      for (let s = 0; s < config.innerSteps; s++) for (const k of netKeys) this.meta[`${LR_PREFIX}${s}:${k}`] = tf.scalar(config.innerLr);
+    }
+    this.adam = new Adam({ lr: config.metaLr, clipNorm: config.clipNorm });
+  }
+
+  spec(steps: number): InnerLoopSpec {
+    return {
+      net: this.model,
+      loss: crossEntropy,
+      steps,
+      lr: this.config.innerLr,
+      optimizer: getInnerOptimizer(this.config.innerOptimizer),
+      adaptKeys: this.id === 'anil' ? this.headKeys : undefined,
+      ctx: TRAIN_CTX,
+    };
+  }
+
+  metaTrainStep(batch: Episode[]): StepResult {
+    if (!batch.length) throw new Error(`${this.id}.metaTrainStep: empty meta-batch`);
+    for (const e of batch) if (e.ways !== this.config.ways) throw new Error(`${this.id}: episode has ${e.ways} ways but the learner's head has ${this.config.ways} (config field 'ways')`);
+    const spec = this.spec(this.config.innerSteps);
+    let sum: Params | null = null;
+    let loss = 0;
+    let acc = 0;
+    const extra: Record<string, number> = {};
+    for (const e of batch) {
+      const task = episodeTask(e);
+      let r: TaskGradResult;
+      if (this.id === 'reptile') {
+        const d = reptileTaskDelta(spec, this.meta, task, this.config.reptileUseQuery ?? false);
+        r = { loss: d.loss, queryOut: d.queryOut, grads: d.delta };
+      } else if (this.id === 'imaml') {
+        const ir = imamlTaskGrad(spec, this.meta, task, { lambda: this.config.lambda ?? 2, cgSteps: this.config.cgSteps ?? 5 });
+        extra.cgResidual = (extra.cgResidual ?? 0) + ir.cgResidual / batch.length;
+        r = ir;
+      } else if (this.config.firstOrder || this.id === 'fomaml') {
+        r = fomamlTaskGrad(spec, this.meta, task);
+      } else {
+        r = mamlTaskGrad(spec, this.meta, task);
+      }
+      loss += r.loss / batch.length;
+      acc += accuracyOf(r.queryOut, e.query.y) / batch.length;
+      r.queryOut.dispose();
+      task.ys.dispose();
+      task.yq.dispose();
+      if (!sum) sum = r.grads;
+      else {
+        const prev: Params = sum;
+        const next: Params = {};
+        for (const k of Object.keys(prev)) next[k] = tf.add(prev[k]!, r.grads[k]!);
+        disposeParams(prev, r.grads);
+        sum = next;
+      }
+    }
+    const mean: Params = {};
+    for (const k of Object.keys(sum!)) mean[k] = tf.div(sum![k]!, batch.length);
+    disposeParams(sum!);
+    let next: Params;
+    if (this.id === 'reptile') {
+      const anneal = this.config.annealSteps ? Math.max(0, 1 - this.steps / this.config.annealSteps) : 1;
+      const eps = this.config.metaLr * anneal;
+      extra.epsilon = eps;
+      next = {};
+      for (const k of Object.keys(this.meta)) next[k] = tf.tidy(() => tf.add(this.meta[k]!, tf.mul(mean[k]!, eps)));
+    } else {
+      const gn = tf.tidy(() => tf.addN(Object.values(mean).map((g) => tf.sum(tf.square(g)))));
+      extra.gradNorm = Math.sqrt(gn.dataSync()[0]!);
+      gn.dispose();
+      next = this.adam.step(this.meta, mean);
+    }
+    disposeParams(mean, this.meta);
+    this.meta = next;
+    this.steps++;
+    this.episodes += batch.length;
+    if (!Number.isFinite(loss)) throw new Error(`${this.id}: meta-loss is ${loss} at outer step ${this.steps} (lower innerLr/metaLr or set clipNorm)`);
+    return { loss, accuracy: acc, metrics: extra };
+  }
+
+  /** Learned rates for `steps` steps: per-step rates beyond the trained steps reuse the last one. */
+  private evalLrs(steps: number): Params {
+    const { lrs } = splitMeta(this.meta);
+    if (this.id !== 'maml' || !this.config.perStepLr) return lrs;
+    const out: Params = { ...lrs };
+    const last = this.config.innerSteps - 1;
+    for (let s = this.config.innerSteps; s < steps; s++) for (const k of keysOf(splitMeta(this.meta).net)) out[`${LR_PREFIX}${s}:${k}`] = lrs[`${LR_PREFIX}${last}:${k}`]!;
+    return out;
+  }
+
+  /** Adapted fast weights for a support set (caller disposes the returned tensors that are not in `meta`). */
+  adaptParams(support: LabeledSet, steps = this.config.evalInnerSteps ?? this.config.innerSteps): Params {
+    const { net } = splitMeta(this.meta);
+    const y = tf.tensor1d(support.y, 'int32');
+    try {
+      const fast = innerLoop(this.spec(steps), net, support.x, y, false, this.evalLrs(steps));
+      // own every tensor of the result (the non-adapted keys are the meta-parameters themselves)
+      const out: Params = {};
+      for (const k of Object.keys(fast)) out[k] = fast[k] === net[k] ? tf.clone(fast[k]!) : fast[k]!;
+      return out;
+    } finally {
+      y.dispose();
+    }
+  }
+
+  adapt(support: LabeledSet, ways: number): FewShotClassifier {
+    if (ways !== this.config.ways) throw new Error(`${this.id}.adapt: ${ways} ways requested but the head has ${this.config.ways} (config field 'ways')`);
+    if (support.y.length !== support.x.shape[0]) throw new Error(`${this.id}.adapt: support has ${support.x.shape[0]} inputs but ${support.y.length} labels`);
+    const fast = this.adaptParams(support);
+    const model = this.model;
+    let disposed = false;
+    const id = this.id;
+    return {
+      predict(x: tf.Tensor): tf.Tensor {
+        if (disposed) throw new Error(`${id}: classifier used after dispose()`);
+        // batch-norm uses the statistics of the batch being classified, as MAML evaluates
+        return model.apply(fast, x, { training: false, batchStats: true });
+      },
+      toOnnx(): OnnxModel {
+        if (disposed) throw new Error(`${id}: classifier used after dispose()`);
+        return exportOnnx(model, fast, { batchStats: true, metadata: { learner: id, ways: String(ways) } });
+      },
+      dispose(): void {
+        if (!disposed) disposeParams(fast);
+        disposed = true;
+      },
+    };
+  }
+
+  state(): Checkpoint {
+    return {
+      format: 'metalearn-checkpoint',
+      version: 1,
+      learner: this.id,
+      config: this.config,
+      params: tensorsToData(this.meta),
+      optimizer: this.adam.state(),
+      progress: { steps: this.steps, episodes: this.episodes },
+    };
+  }
+
+  load(c: Checkpoint): void {
+    if (c.learner !== this.id) throw new Error(`checkpoint is for learner '${c.learner}', not '${this.id}'`);
+    const incoming = dataToTensors(c.params);
+    const want = keysOf(this.meta);
+    const got = keysOf(incoming);
+    const missing = want.filter((k) => !incoming[k]);
+    const extra = got.filter((k) => !this.meta[k]);
+    const bad = want.filter((k) => incoming[k] && incoming[k]!.shape.join('x') !== this.meta[k]!.shape.join('x'));
+    if (missing.length || extra.length || bad.length) {
+      disposeParams(incoming);
+      throw new Error(`checkpoint params do not match ${this.id}: missing [${missing.join(', ')}], unexpected [${extra.join(', ')}], wrong shape [${bad.join(', ')}]`);
+    }
+    disposeParams(this.meta);
+    this.meta = incoming;
+    if (c.optimizer) this.adam.load(c.optimizer);
+    this.steps = c.progress?.steps ?? 0;
+    this.episodes = c.progress?.episodes ?? 0;
+  }
+
+  dispose(): void {
+    disposeParams(this.meta);
+    this.meta = {};
+    this.adam.dispose();
+  }
+}
+
+const descriptions: Record<OptimAlgorithm, string> = {
+  maml: 'MAML (Finn et al. 2017): inner SGD steps with the graph kept, second-order meta-gradient; firstOrder / perStepLr options',
+  fomaml: 'First-order MAML: meta-gradient = query gradient at the adapted weights',
+  anil: 'ANIL (Raghu et al. 2020): only the linear head adapts in the inner loop',
+  metasgd: 'Meta-SGD (Li et al. 2017): learned per-parameter inner learning rates',
+  imaml: 'iMAML (Rajeswaran et al. 2019): proximal inner problem, implicit meta-gradient by conjugate gradient with Hessian-vector products',
+  reptile: 'Reptile (Nichol et al. 2018): first-order, moves θ toward the adapted weights',
+};
+
+/** The LearnerFactory of one algorithm. */
+export function optimFactory(algo: OptimAlgorithm): LearnerFactory<Partial<OptimConfig>> {
+  return {
+    id: algo,
+    family: 'optim',
+    description: descriptions[algo],
+    configSchema: optimSchemas[algo],
+    create: (config, ctx) => new OptimLearner(algo, resolveOptimConfig(algo, config), ctx),
+  };
+}
+
+export const OPTIM_ALGORITHMS: readonly OptimAlgorithm[] = ['maml', 'fomaml', 'anil', 'metasgd', 'imaml', 'reptile'];
+
+/** Register all six learners in core's registry (done on import of @metalearn/optim). */
+export function registerOptimLearners(): void {
+  for (const a of OPTIM_ALGORITHMS) registerLearner(optimFactory(a));
+}
