@@ -75,6 +75,26 @@ describe('shapes and parameters', () => {
   });
 });
 
+describe('memory', () => {
+  it('apply leaves no tensors behind (eval, and training once the updates are disposed)', () => {
+    const m = conv4({ inputShape: [12, 12, 1], filters: 3, blocks: 2 }).extend(new Dropout({ name: 'drop', rate: 0.5 }), new Dense({ name: 'head', units: 2 }));
+    const p = m.init(new Rng(1));
+    let st = m.initState();
+    const x = normalTensor(new Rng(2), [4, 12, 12, 1], 1);
+    const rng = new Rng(3);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) {
+      tf.dispose(m.apply(p, x, { training: false, state: st }));
+      const updates: Params = {};
+      tf.dispose(m.apply(p, x, { training: true, state: st, updates, rng }));
+      expect(Object.keys(updates).sort()).toEqual(Object.keys(st).sort());
+      dispose(st);
+      st = updates;
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
 describe('initialisation', () => {
   it('same seed → same params; different seed → different params', () => {
     const m = conv4({ inputShape: [28, 28, 1], filters: 4 }).extend(new Dense({ name: 'head', units: 5 }));
