@@ -8,6 +8,13 @@
  * every backend, wasm included. Convolution gradients use forward convolutions only (conv.ts), and
  * pooling gradients use reshape/pad/mask ops (pool.ts) instead of the MaxPoolGrad/AvgPoolGrad kernels.
  *
+ * A gradient must not differentiate through a SAVED OUTPUT of its op: tfjs clones saved tensors
+ * before the op's own tape node is recorded, so a saved output is disconnected from the graph and
+ * second-order terms through it would be silently lost. Gradients here recompute what they need
+ * from saved inputs (outputs are only used where they feed non-differentiable masks). The same
+ * applies to `tf.customGrad` ops (tf.logSoftmax, tf.losses.softmaxCrossEntropy): use the engine's
+ * `logSoftmax` / `crossEntropy` (ops.ts), which are built from plain ops.
+ *
  * `tf.registerGradient` replaces any gradient registered earlier for the same kernel (for example by
  * `@tensorflow/tfjs-node`), so calling `registerProjectGradients()` after loading a backend makes these
  * the ones in use.
@@ -52,23 +59,28 @@ reg('Cast', ['x'], [], (dy, [x], attrs) => ({
 }));
 reg('Neg', [], [], (dy) => ({ x: () => tf.neg(dy) }));
 reg('Abs', ['x'], [], (dy, [x]) => ({ x: () => tf.mul(dy, tf.sign(f32(x!))) }));
-reg('Exp', [], [true], (dy, [y]) => ({ x: () => tf.mul(dy, y!) }));
+reg('Exp', ['x'], [], (dy, [x]) => ({ x: () => tf.mul(dy, tf.exp(x!)) }));
 reg('Expm1', ['x'], [], (dy, [x]) => ({ x: () => tf.mul(dy, tf.exp(x!)) }));
 reg('Log', ['x'], [], (dy, [x]) => ({ x: () => tf.div(dy, f32(x!)) }));
 reg('Log1p', ['x'], [], (dy, [x]) => ({ x: () => tf.div(dy, tf.add(x!, 1)) }));
-reg('Sqrt', [], [true], (dy, [y]) => ({ x: () => tf.div(dy, tf.mul(y!, 2)) }));
-reg('Rsqrt', [], [true], (dy, [y]) => ({ x: () => tf.mul(dy, tf.mul(tf.mul(tf.square(y!), y!), -0.5)) }));
+reg('Sqrt', ['x'], [], (dy, [x]) => ({ x: () => tf.div(dy, tf.mul(tf.sqrt(f32(x!)), 2)) }));
+reg('Rsqrt', ['x'], [], (dy, [x]) => ({ x: () => tf.div(tf.mul(dy, -0.5), tf.mul(x!, tf.sqrt(x!))) }));
 reg('Square', ['x'], [], (dy, [x]) => ({ x: () => tf.mul(dy, tf.mul(f32(x!), 2)) }));
-reg('Reciprocal', [], [true], (dy, [y]) => ({ x: () => tf.neg(tf.mul(dy, tf.square(y!))) }));
-reg('Sigmoid', [], [true], (dy, [y]) => ({ x: () => tf.mul(dy, tf.mul(y!, tf.sub(1, y!))) }));
-reg('Tanh', [], [true], (dy, [y]) => ({ x: () => tf.mul(dy, tf.sub(1, tf.square(y!))) }));
+reg('Reciprocal', ['x'], [], (dy, [x]) => ({ x: () => tf.neg(tf.div(dy, tf.square(x!))) }));
+reg('Sigmoid', ['x'], [], (dy, [x]) => ({
+  x: () => {
+    const y = tf.sigmoid(x!);
+    return tf.mul(dy, tf.mul(y, tf.sub(1, y)));
+  },
+}));
+reg('Tanh', ['x'], [], (dy, [x]) => ({ x: () => tf.mul(dy, tf.sub(1, tf.square(tf.tanh(x!)))) }));
 reg('Softplus', ['x'], [], (dy, [x]) => ({ x: () => tf.mul(dy, tf.sigmoid(x!)) }));
 reg('Relu', ['x'], [], (dy, [x]) => ({ x: () => tf.mul(dy, tf.step(f32(x!), 0)) }));
 reg('LeakyRelu', ['x'], [], (dy, [x], attrs) => ({ x: () => tf.mul(dy, tf.step(x!, num(attrs['alpha']))) }));
 reg('Relu6', ['x'], [], (dy, [x]) => ({
   x: () => tf.mul(dy, tf.cast(tf.logicalAnd(tf.greater(x!, 0), tf.less(x!, 6)), 'float32')),
 }));
-reg('Elu', ['x'], [true], (dy, [x, y]) => ({ x: () => tf.where(tf.greater(x!, 0), dy, tf.mul(dy, tf.add(y!, 1))) }));
+reg('Elu', ['x'], [], (dy, [x]) => ({ x: () => tf.where(tf.greater(x!, 0), dy, tf.mul(dy, tf.exp(tf.minimum(x!, 0)))) }));
 const SELU_SCALE = 1.0507009873554804934193349852946;
 const SELU_SCALEALPHA = 1.7580993408473768599402175208123;
 reg('Selu', ['x'], [], (dy, [x]) => ({
@@ -105,12 +117,12 @@ reg('RealDiv', ['a', 'b'], [], (dy, [a, b]) => ({
   a: () => reduceTo(tf.div(dy, f32(b!)), a!.shape),
   b: () => reduceTo(tf.neg(tf.div(tf.mul(dy, f32(a!)), tf.square(f32(b!)))), b!.shape),
 }));
-reg('Pow', ['a', 'b'], [true], (dy, [a, b, y]) => ({
+reg('Pow', ['a', 'b'], [], (dy, [a, b]) => ({
   a: () => reduceTo(tf.mul(dy, tf.mul(f32(b!), tf.pow(f32(a!), tf.sub(f32(b!), 1)))), a!.shape),
   b: () => {
     const pos = tf.greater(a!, 0);
     const logA = tf.where(pos, tf.log(tf.where(pos, f32(a!), tf.onesLike(f32(a!)))), tf.zerosLike(f32(a!)));
-    return reduceTo(tf.mul(dy, tf.mul(y!, logA)), b!.shape);
+    return reduceTo(tf.mul(dy, tf.mul(tf.pow(f32(a!), f32(b!)), logA)), b!.shape);
   },
 }));
 reg('SquaredDifference', ['a', 'b'], [], (dy, [a, b]) => {
@@ -174,10 +186,11 @@ reg('Min', ['x'], [true], (dy, [x, y], attrs) => ({ x: () => minMaxGrad(dy, x!, 
 reg('Cumsum', [], [], (dy, _s, attrs) => ({
   x: () => tf.cumsum(dy, num(attrs['axis']), attrs['exclusive'] as boolean, !(attrs['reverse'] as boolean)),
 }));
-reg('Softmax', [], [true], (dy, [y], attrs) => ({
+reg('Softmax', ['logits'], [], (dy, [logits], attrs) => ({
   logits: () => {
-    const dyy = tf.mul(dy, y!);
-    return tf.sub(dyy, tf.mul(y!, tf.sum(dyy, [num(attrs['dim'])], true)));
+    const y = tf.softmax(logits!, num(attrs['dim']));
+    const dyy = tf.mul(dy, y);
+    return tf.sub(dyy, tf.mul(y, tf.sum(dyy, [num(attrs['dim'])], true)));
   },
 }));
 

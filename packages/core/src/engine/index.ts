@@ -10,6 +10,8 @@ export {
   batchNormInfer,
   dense,
   crossEntropy,
+  logSoftmax,
   type Padding,
 } from './ops.js';
 export { conv2dInputGrad, conv2dFilterGrad, convGeometry, type ConvGeometry, type ConvPad } from './conv.js';
+export { gradCheck, type GradCheckOptions, type GradCheckRow } from './gradcheck.js';

@@ -70,11 +70,19 @@ export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tenso
   return b ? (tf.add(y, b) as tf.Tensor2D) : y;
 }
 
+/**
+ * log-softmax along `axis` as x - logSumExp(x), from plain ops: differentiable to any order
+ * (tf.logSoftmax is a customGrad op whose second-order gradient is incomplete).
+ */
+export function logSoftmax(logits: tf.Tensor, axis = -1): tf.Tensor {
+  return tf.sub(logits, tf.logSumExp(logits, axis, true));
+}
+
 /** Mean softmax cross-entropy of logits [N,C] against integer labels (computed with logSoftmax). */
 export function crossEntropy(logits: tf.Tensor2D, labels: Int32Array | number[] | tf.Tensor1D): tf.Scalar {
   const n = logits.shape[0];
   const c = logits.shape[1];
   const lab = labels instanceof tf.Tensor ? labels : tf.tensor1d(Array.from(labels), 'int32');
   const oh = tf.oneHot(tf.cast(lab, 'int32') as tf.Tensor1D, c);
-  return tf.div(tf.neg(tf.sum(tf.mul(oh, tf.logSoftmax(logits)))), n) as tf.Scalar;
+  return tf.div(tf.neg(tf.sum(tf.mul(oh, logSoftmax(logits)))), n) as tf.Scalar;
 }

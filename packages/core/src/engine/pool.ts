@@ -67,9 +67,9 @@ function tap(xpad: tf.Tensor4D, i: number, j: number, g: PoolGeometry): tf.Tenso
   const lenW = g.outW * g.sw;
   // take rows i .. i+lenH (pad at the end if the frame is shorter), then keep every sh-th
   let v = padOrCrop(xpad, [
+    [0, 0],
     [-i, i + lenH - hp],
     [-j, j + lenW - wp],
-    [0, 0],
     [0, 0],
   ]) as tf.Tensor4D;
   if (g.sh === 1 && g.sw === 1) return v;
