@@ -1,0 +1,15 @@
+export * from './errors.js';
+export * from './image.js';
+export * from './cache.js';
+export * from './dataset.js';
+export * from './episodes.js';
+export * from './transforms.js';
+export * from './episodeset.js';
+export * from './omniglot.js';
+export * from './imagefolder.js';
+export * from './idx.js';
+export * from './uea.js';
+export * from './glyphs.js';
+export * from './sinusoid.js';
+export * from './registry.js';
+export { benchData, type BenchFigures, type BenchOptions } from './bench.js';
