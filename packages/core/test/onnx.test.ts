@@ -9,7 +9,7 @@ import {
   AvgPool, BatchNorm, Conv1d, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool, LeakyReLU, LSTM, MaxPool, ReLU, Sequential, Sigmoid, Tanh,
   conv1dEncoder, conv4, mlp, normalTensor, type Layer, type Params,
 } from '../src/nn/index.js';
-import { OnnxGraphBuilder, OnnxRunner, attr, exportOnnx, loadOnnx, saveOnnx, verifyExport, verifyOnnx, type ExportContext } from '../src/onnx/index.js';
+import { OnnxGraphBuilder, OnnxRunner, onnxAttr, exportOnnx, loadOnnx, saveOnnx, verifyExport, verifyOnnx, type ExportContext } from '../src/onnx/index.js';
 
 const TOL = 1e-4;
 
@@ -50,7 +50,7 @@ describe('ONNX graph builder', () => {
     const x = g.addInput('x', ['batch', 3]);
     const w = g.addInitializer('w', { data: [1, 0, 0, 1, 1, 1], shape: [3, 2] });
     const y = g.addNode('MatMul', [x, w]);
-    const lr = g.addNode('LeakyRelu', [y], { alpha: attr.float(0.5) });
+    const lr = g.addNode('LeakyRelu', [y], { alpha: onnxAttr.float(0.5) });
     const [a, b] = g.addNodeMulti('Split', [lr, g.int64([1, 1])], 2, { axis: 1 });
     g.addOutput(g.addNode('Sub', [a!, b!], {}, { output: 'out' }), ['batch', 1]);
     const m = g.build();

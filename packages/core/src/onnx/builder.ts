@@ -34,12 +34,12 @@ export interface OnnxAttr {
  * Attribute value. Plain values are typed as follows: string → STRING, string[] → STRINGS,
  * number → FLOAT when the attribute name is a known float attribute (alpha, beta, epsilon,
  * momentum, gamma, ratio, ...) or the value is not an integer, otherwise INT; number[] likewise
- * FLOATS/INTS. Wrap with {@link attr} helpers to force a type.
+ * FLOATS/INTS. Wrap with {@link onnxAttr} helpers to force a type.
  */
 export type OnnxAttrValue = number | number[] | string | string[] | OnnxAttr;
 
 /** Helpers to force an attribute's ONNX type. */
-export const attr = {
+export const onnxAttr = {
   float: (v: number): OnnxAttr => ({ __onnxAttr: true, type: 'float', value: v }),
   int: (v: number): OnnxAttr => ({ __onnxAttr: true, type: 'int', value: v }),
   floats: (v: number[]): OnnxAttr => ({ __onnxAttr: true, type: 'floats', value: v }),
@@ -264,11 +264,11 @@ export class OnnxGraphBuilder {
     const T = onnxProto.AttributeProto.AttributeType;
     let a: OnnxAttr;
     if (typeof v === 'object' && v !== null && !Array.isArray(v) && (v as OnnxAttr).__onnxAttr) a = v as OnnxAttr;
-    else if (typeof v === 'string') a = attr.string(v);
-    else if (typeof v === 'number') a = FLOAT_ATTRS.has(name) || !Number.isInteger(v) ? attr.float(v) : attr.int(v);
-    else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) a = attr.strings(v as string[]);
+    else if (typeof v === 'string') a = onnxAttr.string(v);
+    else if (typeof v === 'number') a = FLOAT_ATTRS.has(name) || !Number.isInteger(v) ? onnxAttr.float(v) : onnxAttr.int(v);
+    else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) a = onnxAttr.strings(v as string[]);
     else if (Array.isArray(v) && v.every((x) => typeof x === 'number'))
-      a = FLOAT_ATTRS.has(name) || (v as number[]).some((x) => !Number.isInteger(x)) ? attr.floats(v as number[]) : attr.ints(v as number[]);
+      a = FLOAT_ATTRS.has(name) || (v as number[]).some((x) => !Number.isInteger(x)) ? onnxAttr.floats(v as number[]) : onnxAttr.ints(v as number[]);
     else throw new Error(`OnnxGraphBuilder: attribute '${name}' has an unsupported value ${JSON.stringify(v)}`);
     switch (a.type) {
       case 'float':

@@ -159,7 +159,8 @@ export function maxAbsDiff(a: ShapedData, b: ShapedData): number {
 export async function verifyOnnx(model: OnnxModel, input: tf.Tensor | ShapedData, expected?: tf.Tensor | ShapedData): Promise<{ maxAbsDiff: number; output: ShapedData }> {
   const runner = await OnnxRunner.create(model);
   try {
-    const output = await runner.run(toShaped(input).data, toShaped(input).shape);
+    const inp = toShaped(input);
+    const output = await runner.run(inp.data, inp.shape);
     return { maxAbsDiff: expected ? maxAbsDiff(output, toShaped(expected)) : NaN, output };
   } finally {
     await runner.release();
