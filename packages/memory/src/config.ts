@@ -67,6 +67,11 @@ export function resolveConfig<T>(learner: string, schema: { properties: Record<s
     const bad = (why: string) => new Error(`${learner} config: field '${k}' ${why}, got ${JSON.stringify(src[k])}`);
     if (s.type === 'boolean') {
       if (typeof v !== 'boolean') throw bad('must be a boolean');
+    } else if (s.type === 'string') {
+      if (typeof v !== 'string') throw bad('must be a string');
+      if (s.enum && !s.enum.includes(v)) throw bad(`must be one of ${s.enum.join(', ')}`);
+    } else if (s.type === 'array') {
+      if (!Array.isArray(v) || v.length === 0 || v.some((e) => !Number.isInteger(e) || e < (s.items?.minimum ?? -Infinity))) throw bad('must be a non-empty list of positive integers');
     } else {
       if (typeof v !== 'number' || !Number.isFinite(v)) throw bad('must be a finite number');
       if (s.type === 'integer' && !Number.isInteger(v)) throw bad('must be an integer');

@@ -5,13 +5,17 @@ export * from './models.js';
 export * from './sequence.js';
 export * from './learner.js';
 export * from './onnx-export.js';
+export * from './backbone.js';
+export * from './metanet.js';
 
 import { registerLearner } from '@metalearn/core';
 import { lstmMetaFactory, mannFactory } from './learner.js';
+import { metaNetFactory } from './metanet.js';
 
 /** Register the memory-family learners with core's registry (idempotent). */
 export function registerMemoryLearners(): void {
   registerLearner(mannFactory);
   registerLearner(lstmMetaFactory);
+  registerLearner(metaNetFactory);
 }
 registerMemoryLearners();
