@@ -1,31 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { Rng, initEngine } from '@metalearn/core';
 import type { FunctionalNet, Params, Task } from '../src/index.js';
 
-/**
- * tfjs's stock gradients for Tanh / Exp / Sqrt / LogSoftmax read the op's saved OUTPUT, whose clone is
- * recorded on the tape before the op itself, so it is dropped from second-order graphs. Until the
- * engine's gradients are fixed, tests register input-saving versions (exactly twice differentiable).
- */
-export function registerSecondOrderSafeGradients(): void {
-  const reg = (c: unknown) => tf.registerGradient(c as Parameters<typeof tf.registerGradient>[0]);
-  reg({ kernelName: 'Tanh', inputsToSave: ['x'], gradFunc: (dy: tf.Tensor, [x]: tf.Tensor[]) => ({ x: () => tf.mul(dy, tf.sub(1, tf.square(tf.tanh(x!)))) }) });
-  reg({ kernelName: 'Exp', inputsToSave: ['x'], gradFunc: (dy: tf.Tensor, [x]: tf.Tensor[]) => ({ x: () => tf.mul(dy, tf.exp(x!)) }) });
-  reg({ kernelName: 'Sqrt', inputsToSave: ['x'], gradFunc: (dy: tf.Tensor, [x]: tf.Tensor[]) => ({ x: () => tf.div(dy, tf.mul(tf.sqrt(x!), 2)) }) });
-  reg({
-    kernelName: 'LogSoftmax',
-    inputsToSave: ['logits'],
-    gradFunc: (dy: tf.Tensor, [x]: tf.Tensor[], attrs: { axis: number }) => ({
-      logits: () => tf.sub(dy, tf.mul(tf.sum(dy, attrs.axis, true), tf.softmax(x!, attrs.axis))),
-    }),
-  });
-}
-
+/** cpu backend (tiny tests only) with the engine's second-order-safe gradients. */
 export async function useCpu(): Promise<void> {
   await initEngine({ backend: 'cpu', quiet: true });
-  registerSecondOrderSafeGradients();
 }
 
 /** Tiny dense net written as a Layer-compatible functional object (tests only). */

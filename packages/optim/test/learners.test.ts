@@ -137,3 +137,26 @@ describe('config and errors', () => {
     l.dispose();
   });
 });
+
+describe('Conv-4 backbone (tiny)', () => {
+  it('second-order MAML step, adaptation and ONNX export with batch-statistics batch-norm', async () => {
+    const l = getLearner('maml').create({ backbone: { type: 'conv4', filters: 4 }, ways: 2, innerLr: 0.4 }, { inputShape: [16, 16, 1], seed: 2 }) as OptimLearner;
+    const rng = new Rng(4);
+    const img = (n: number) => tf.tensor4d(Float32Array.from({ length: n * 256 }, () => rng.uniform()), [n, 16, 16, 1]);
+    const ep: Episode = { ways: 2, shots: 1, support: { x: img(2), y: Int32Array.from([0, 1]) }, query: { x: img(4), y: Int32Array.from([0, 0, 1, 1]) } };
+    const r1 = l.metaTrainStep([ep]);
+    const before = tf.memory().numTensors; // after the first step, which creates Adam's moments
+    const r2 = l.metaTrainStep([ep]);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(r2.loss).toBeLessThan(r1.loss);
+    expect(r1.metrics?.gradNorm).toBeGreaterThan(0);
+    const c = l.adapt(ep.support, 2);
+    const want = c.predict(ep.query.x);
+    const { maxAbsDiff } = await verifyOnnx(c.toOnnx(), ep.query.x, want);
+    expect(maxAbsDiff).toBeLessThan(1e-4);
+    want.dispose();
+    c.dispose();
+    disposeEp(ep);
+    l.dispose();
+  });
+});
