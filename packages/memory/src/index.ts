@@ -7,15 +7,18 @@ export * from './learner.js';
 export * from './onnx-export.js';
 export * from './backbone.js';
 export * from './metanet.js';
+export * from './ideme.js';
 
 import { registerLearner } from '@metalearn/core';
 import { lstmMetaFactory, mannFactory } from './learner.js';
 import { metaNetFactory } from './metanet.js';
+import { idemeFactory } from './ideme.js';
 
 /** Register the memory-family learners with core's registry (idempotent). */
 export function registerMemoryLearners(): void {
   registerLearner(mannFactory);
   registerLearner(lstmMetaFactory);
   registerLearner(metaNetFactory);
+  registerLearner(idemeFactory);
 }
 registerMemoryLearners();

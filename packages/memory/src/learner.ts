@@ -18,7 +18,7 @@ import {
   type OnnxModel,
   type StepResult,
 } from '@metalearn/core';
-import { Adam } from './adam.js';
+import { Adam, uniqueVarName } from './adam.js';
 import { lstmMetaConfigSchema, mannConfigSchema, resolveConfig, type LstmMetaConfig, type MannConfig, type SeqLearnerConfigBase } from './config.js';
 import type { Params } from './core-nn.js';
 import { LstmModel, MannModel, type SeqState, type SequenceModel } from './models.js';
@@ -47,7 +47,7 @@ export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLe
     this.rng = new Rng(ctx.seed);
     const init = model.init(this.rng.fork('init'));
     this.params = {};
-    for (const k of Object.keys(init).sort()) this.params[k] = tf.variable(init[k]!, true, `${id}/${k}/${ctx.seed}/${Math.floor(this.rng.next() * 1e9)}`);
+    for (const k of Object.keys(init).sort()) this.params[k] = tf.variable(init[k]!, true, uniqueVarName(`${id}/${k}`));
     for (const t of Object.values(init)) t.dispose();
     this.adam = new Adam({ lr: config.lr, clipNorm: config.gradClip });
   }

@@ -32,7 +32,7 @@ import {
   type Sequential,
   type StepResult,
 } from '@metalearn/core';
-import { Adam } from './adam.js';
+import { Adam, uniqueVarName } from './adam.js';
 import { resolveConfig } from './config.js';
 import { backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, stopGradient, unprefix, type BackboneConfig } from './backbone.js';
 
@@ -219,8 +219,7 @@ export class MetaNetLearner implements MetaLearner<MetaNetConfig> {
     this.rng = new Rng(ctx.seed);
     const init = this.model.init(this.rng.fork('init'));
     this.params = {};
-    const tag = Math.floor(this.rng.next() * 1e9);
-    for (const k of Object.keys(init).sort()) this.params[k] = tf.variable(init[k]!, true, `metanet/${k}/${ctx.seed}/${tag}`);
+    for (const k of Object.keys(init).sort()) this.params[k] = tf.variable(init[k]!, true, uniqueVarName(`metanet/${k}`));
     tf.dispose(Object.values(init));
     this.state_ = this.model.initState();
     this.adam = new Adam({ lr: config.lr, clipNorm: config.gradClip });

@@ -1,0 +1,67 @@
+/**
+ * Santoro et al. 2016 protocol: Omniglot (20x20, 1200/423 split, rotations as classes, random
+ * translations), 5 classes x 10 instances per episode as one shuffled sequence, labels one step late.
+ * Accuracy at the 1st/2nd/3rd/5th/10th instance of each class on test-split episodes.
+ *   LEARNER=mann|lstm-meta TRAIN_MINUTES=35 npx vitest run -c scripts/vitest.repro.config.ts scripts/santoro.repro.ts
+ */
+import { it } from 'vitest';
+import { Rng, getLearner } from '@metalearn/core';
+import { EpisodeSampler } from '@metalearn/data';
+import { INSTANCE_METRICS, type SequenceLearner } from '@metalearn/memory';
+import { augmented, haveOmniglot, minutes, omniglot, RunLog, setup } from './common.js';
+
+const learnerId = process.env['LEARNER'] ?? 'mann';
+
+it.skipIf(!haveOmniglot())(`Santoro protocol: ${learnerId} (skips without ../shared/data/omniglot)`, async () => {
+  await setup();
+  const ds = await omniglot(20);
+  const spec = { ways: 5, shots: 10, queries: 0 };
+  const train = new EpisodeSampler(ds, 'train', spec, 'santoro-train');
+  const test = new EpisodeSampler(ds, 'test', spec, 'santoro-test');
+  const batch = Number(process.env['BATCH'] ?? 16);
+  const cfg = learnerId === 'mann' ? { lr: 1e-3 } : { lr: 1e-3 };
+  const learner = getLearner(learnerId).create(cfg, { inputShape: [...ds.featureShape], seed: 1 }) as unknown as SequenceLearner<never>;
+  const log = new RunLog(`santoro-${learnerId}`);
+  const budget = minutes('TRAIN_MINUTES', 35) * 60_000;
+  const aug = new Rng('santoro-aug');
+  const t0 = Date.now();
+  let it = 0;
+  let win = { n: 0, loss: 0, a1: 0, a2: 0, a10: 0 };
+  while (Date.now() - t0 < budget) {
+    const eps = Array.from({ length: batch }, (_, b) => augmented(train, it * batch + b, 2, aug));
+    const r = learner.metaTrainStep(eps);
+    for (const e of eps) e.dispose?.();
+    it++;
+    win.n++;
+    win.loss += r.loss;
+    win.a1 += r.metrics?.['acc_inst1'] ?? NaN;
+    win.a2 += r.metrics?.['acc_inst2'] ?? NaN;
+    win.a10 += r.metrics?.['acc_inst10'] ?? NaN;
+    if (it % 10 === 0) {
+      log.log({ iteration: it, episodes: it * batch, seconds: Math.round((Date.now() - t0) / 1000), loss: win.loss / win.n, acc_inst1: win.a1 / win.n, acc_inst2: win.a2 / win.n, acc_inst10: win.a10 / win.n });
+      win = { n: 0, loss: 0, a1: 0, a2: 0, a10: 0 };
+    }
+  }
+  const trainSeconds = (Date.now() - t0) / 1000;
+  // evaluation: test-split episodes, no augmentation
+  const nEval = Number(process.env['EVAL_EPISODES'] ?? 200);
+  const correct = new Array<number>(11).fill(0);
+  const count = new Array<number>(11).fill(0);
+  const evalRng = new Rng('santoro-eval-order');
+  for (let s = 0; s < nEval; s += 20) {
+    const eps = Array.from({ length: Math.min(20, nEval - s) }, (_, b) => test.episode(s + b));
+    const r = learner.evaluateSequences(eps, evalRng);
+    for (let k = 1; k <= 10; k++) {
+      correct[k]! += (r.accuracy[k]! || 0) * r.count[k]!;
+      count[k]! += r.count[k]!;
+    }
+    for (const e of eps) e.dispose?.();
+  }
+  const acc: Record<string, { mean: number; ci95: number; n: number }> = {};
+  for (const k of INSTANCE_METRICS) {
+    const p = correct[k]! / count[k]!;
+    acc[`inst${k}`] = { mean: p, ci95: 1.96 * Math.sqrt((p * (1 - p)) / count[k]!), n: count[k]! };
+  }
+  log.summary({ learner: learnerId, config: learner.config, iterations: it, episodes: it * batch, trainSeconds, evalEpisodes: nEval, accuracyByInstance: acc });
+  learner.dispose();
+});
