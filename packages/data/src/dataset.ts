@@ -69,6 +69,7 @@ export class PackedDataset implements ClassDataset {
   protected readonly classes: ClassInfo[];
   splits: Readonly<Record<string, readonly number[]>>;
   private fp: string | null = null;
+  private lut: Float32Array | null = null;
 
   constructor(init: PackedInit) {
     this.name = init.name;
@@ -133,6 +134,12 @@ export class PackedDataset implements ClassDataset {
       return;
     }
     const s = this.scale;
+    if (d instanceof Uint8Array) {
+      if (!this.lut || this.lut[1] !== Math.fround(s)) this.lut = Float32Array.from({ length: 256 }, (_, v) => v * s);
+      const lut = this.lut;
+      for (let i = 0; i < n; i++) out[offset + i] = lut[d[src + i]!]!;
+      return;
+    }
     for (let i = 0; i < n; i++) out[offset + i] = d[src + i]! * s;
   }
 }

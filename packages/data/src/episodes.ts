@@ -88,10 +88,29 @@ export function validateEpisodeSpec(ds: ClassDataset, pool: ClassPool, spec: Epi
   return classes;
 }
 
+/**
+ * k distinct indices from [0, n) in draw order. For k much smaller than n it draws with
+ * rejection (O(k)) instead of Rng.sample's O(n) index array; same seed, same result everywhere.
+ */
+export function sampleDistinct(rng: Rng, n: number, k: number): number[] {
+  if (k > n) throw new RangeError(`sampleDistinct: cannot draw ${k} distinct items from ${n}`);
+  if (k * 4 > n) return rng.sample(n, k);
+  const seen = new Set<number>();
+  const out: number[] = [];
+  while (out.length < k) {
+    const i = rng.int(n);
+    if (!seen.has(i)) {
+      seen.add(i);
+      out.push(i);
+    }
+  }
+  return out;
+}
+
 /** Draw one episode description from already validated pool classes. */
 function drawEpisode(ds: ClassDataset, classes: readonly number[], spec: EpisodeSpec, rng: Rng): EpisodeDescription {
   if (!spec.variable) {
-    const picked = rng.sample(classes.length, spec.ways).map((i) => classes[i]!);
+    const picked = sampleDistinct(rng, classes.length, spec.ways).map((i) => classes[i]!);
     const support: number[][] = [];
     const query: number[][] = [];
     const need = spec.shots + spec.queries;
@@ -106,7 +125,7 @@ function drawEpisode(ds: ClassDataset, classes: readonly number[], spec: Episode
   const maxWays = Math.min(v.maxWays ?? spec.ways, classes.length);
   const minWays = Math.min(v.minWays ?? Math.min(5, spec.ways), maxWays);
   const ways = minWays + rng.int(maxWays - minWays + 1);
-  const picked = rng.sample(classes.length, ways).map((i) => classes[i]!);
+  const picked = sampleDistinct(rng, classes.length, ways).map((i) => classes[i]!);
   const counts = picked.map((c) => ds.itemCount(c));
   const minCount = Math.min(...counts);
   const q = Math.max(1, Math.min(spec.queries, Math.floor(minCount / 2)));

@@ -20,8 +20,14 @@ export interface GlyphOptions {
   seed?: number;
   /** class split fractions (default train 0.6, val 0.2, test 0.2) */
   splitFractions?: Record<string, number>;
-  /** per-drawer control-point jitter, in canvas units (default 0.035) */
+  /**
+   * per-drawer control-point jitter, in canvas units (default 0.05). With the default distortion
+   * (1.6), nearest-prototype in pixel space scores about as on Omniglot (5-way 1-shot ~0.42 vs
+   * 0.42, 20-way 1-shot ~0.21 vs 0.22), so glyphs are learnable but not trivial.
+   */
   jitter?: number;
+  /** scale of the per-drawer affine distortion (rotation, scale, shear, shift; default 1.6) */
+  distortion?: number;
 }
 
 const pick = (rng: Rng, lo: number, hi: number) => rng.uniform(lo, hi);
@@ -90,15 +96,16 @@ function strokePoints(s: Stroke, steps: number): [number, number][] {
  * Render one drawer's version of a template into `out` (size x size, ink = 1, anti-aliased):
  * control points jittered, stroke thickness varied, then a small random affine distortion.
  */
-export function renderGlyph(strokes: Stroke[], rng: Rng, size: number, out: Float32Array, jitter = 0.035): void {
+export function renderGlyph(strokes: Stroke[], rng: Rng, size: number, out: Float32Array, jitter = 0.05, distortion = 1.6): void {
   out.fill(0, 0, size * size);
   const j = () => rng.normal(0, jitter);
   const jp = (p: [number, number]): [number, number] => [p[0] + j(), p[1] + j()];
   const thick = rng.uniform(1.0, 2.1) * (size / 28);
-  const rot = rng.normal(0, 0.12);
-  const sx = rng.uniform(0.85, 1.15), sy = rng.uniform(0.85, 1.15);
-  const shear = rng.normal(0, 0.1);
-  const tx = rng.normal(0, 0.035), ty = rng.normal(0, 0.035);
+  const a = distortion;
+  const rot = rng.normal(0, 0.12 * a);
+  const sx = 1 + rng.uniform(-0.15, 0.15) * a, sy = 1 + rng.uniform(-0.15, 0.15) * a;
+  const shear = rng.normal(0, 0.1 * a);
+  const tx = rng.normal(0, 0.035 * a), ty = rng.normal(0, 0.035 * a);
   const cr = Math.cos(rot), sr = Math.sin(rot);
   const affine = (p: [number, number]): [number, number] => {
     const x = (p[0] - 0.5) * sx + shear * (p[1] - 0.5) * sy;
@@ -155,6 +162,7 @@ export class SyntheticGlyphs implements ClassDataset {
   readonly splits: Readonly<Record<string, readonly number[]>>;
   readonly fingerprint: string;
   private readonly jitter: number;
+  private readonly distortion: number;
   private readonly data: Uint8Array;
   private readonly done: Uint8Array;
   private readonly templates = new Map<number, Stroke[]>();
@@ -164,7 +172,8 @@ export class SyntheticGlyphs implements ClassDataset {
     this.itemsPerClass = opts.itemsPerClass ?? 20;
     this.size = opts.size ?? 28;
     this.seed = opts.seed ?? 0;
-    this.jitter = opts.jitter ?? 0.035;
+    this.jitter = opts.jitter ?? 0.05;
+    this.distortion = opts.distortion ?? 1.6;
     for (const [k, v] of [['numClasses', this.numClasses], ['itemsPerClass', this.itemsPerClass], ['size', this.size]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new DataError(`synthetic-glyphs: ${k} = ${v}, expected a positive integer`);
     }
@@ -176,7 +185,7 @@ export class SyntheticGlyphs implements ClassDataset {
     const fr = opts.splitFractions ?? { train: 0.6, val: 0.2, test: 0.2 };
     this.splits = { ...splitClasses(this.numClasses, fr, `glyphs/${this.seed}`), all: Array.from({ length: this.numClasses }, (_, i) => i) };
     this.fingerprint = computeFingerprint(
-      `${this.name}/${this.seed}/${this.jitter}`,
+      `${this.name}/${this.seed}/${this.jitter}/${this.distortion}`,
       Array.from({ length: this.numClasses }, (_, i) => ({ name: `glyph${i}`, count: this.itemsPerClass })),
       this.featureShape,
     );
@@ -202,7 +211,7 @@ export class SyntheticGlyphs implements ClassDataset {
     const buf = new Float32Array(this.featureSize);
     const strokes = this.template(cls);
     for (let i = 0; i < this.itemsPerClass; i++) {
-      renderGlyph(strokes, new Rng(`glyphs/${this.seed}/class/${cls}/item/${i}`), this.size, buf, this.jitter);
+      renderGlyph(strokes, new Rng(`glyphs/${this.seed}/class/${cls}/item/${i}`), this.size, buf, this.jitter, this.distortion);
       const off = (cls * this.itemsPerClass + i) * this.featureSize;
       for (let k = 0; k < this.featureSize; k++) this.data[off + k] = Math.round(buf[k]! * 255);
     }

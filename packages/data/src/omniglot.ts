@@ -218,25 +218,37 @@ export class OmniglotDataset implements ClassDataset {
     }
     const base = (this.charStart[ch]! + item) * this.featureSize;
     const d = this.data;
-    const S = this.size;
-    const k = 1 / 255;
+    const lut = U8_TO_FLOAT;
+    const n2 = this.featureSize;
     const rot = cls % this.rotations;
     if (rot === 0) {
-      for (let i = 0; i < this.featureSize; i++) out[offset + i] = d[base + i]! * k;
+      for (let i = 0; i < n2; i++) out[offset + i] = lut[d[base + i]!]!;
       return;
     }
-    // out[i][j] = rot90^r(in)[i][j], counter-clockwise like numpy.rot90
-    for (let i = 0; i < S; i++) {
-      for (let j = 0; j < S; j++) {
-        let src: number;
-        if (rot === 1) src = j * S + (S - 1 - i);
-        else if (rot === 2) src = (S - 1 - i) * S + (S - 1 - j);
-        else src = (S - 1 - j) * S + i;
-        out[offset + i * S + j] = d[base + src]! * k;
+    const map = this.rotationMap(rot);
+    for (let i = 0; i < n2; i++) out[offset + i] = lut[d[base + map[i]!]!]!;
+  }
+
+  private maps: (Int32Array | undefined)[] = [];
+
+  /** source pixel of each output pixel for k*90 degrees counter-clockwise (numpy.rot90) */
+  private rotationMap(rot: number): Int32Array {
+    let m = this.maps[rot];
+    if (!m) {
+      const S = this.size;
+      m = new Int32Array(S * S);
+      for (let i = 0; i < S; i++) {
+        for (let j = 0; j < S; j++) {
+          m[i * S + j] = rot === 1 ? j * S + (S - 1 - i) : rot === 2 ? (S - 1 - i) * S + (S - 1 - j) : (S - 1 - j) * S + i;
+        }
       }
+      this.maps[rot] = m;
     }
+    return m;
   }
 }
+
+const U8_TO_FLOAT = Float32Array.from({ length: 256 }, (_, v) => v / 255);
 
 function parseVinyals(
   file: string,

@@ -14,11 +14,11 @@ export interface ClassSplitOption {
 }
 
 export type DatasetConfig =
-  | ({ type: 'omniglot' } & OmniglotOptions)
+  | ({ type: 'omniglot' } & OmniglotOptions & { classSplit?: ClassSplitOption })
   | ({ type: 'image-folder' } & ImageFolderOptions & { classSplit?: ClassSplitOption })
   | ({ type: 'idx' } & IdxOptions & { classSplit?: ClassSplitOption })
   | ({ type: 'uea' } & UeaOptions & { classSplit?: ClassSplitOption })
-  | ({ type: 'synthetic-glyphs' } & GlyphOptions)
+  | ({ type: 'synthetic-glyphs' } & GlyphOptions & { classSplit?: ClassSplitOption })
   | ({ type: 'sinusoid' } & SinusoidOptions);
 
 export type AnyDataset = ClassDataset | SinusoidTasks;
@@ -80,6 +80,7 @@ const schemas: Record<string, Record<string, unknown>> = {
     split: { enum: ['vinyals', 'maml', 'lake'], default: 'vinyals' },
     splitSeed: { type: 'integer', default: 0 },
     splitsDir: { type: 'string' },
+    classSplit,
     sets: { type: 'array', items: { enum: ['background', 'evaluation'] }, minItems: 1 },
     alphabets: { type: 'array', items: { type: 'string' }, minItems: 1 },
     cache,
@@ -116,7 +117,9 @@ const schemas: Record<string, Record<string, unknown>> = {
     size: { type: 'integer', minimum: 1, default: 28 },
     seed: { type: 'integer', default: 0 },
     splitFractions: { type: 'object', additionalProperties: { type: 'number', minimum: 0 } },
-    jitter: { type: 'number', minimum: 0, default: 0.035 },
+    jitter: { type: 'number', minimum: 0, default: 0.05 },
+    distortion: { type: 'number', minimum: 0, default: 1.6 },
+    classSplit,
   }),
   sinusoid: obj('sinusoid', { amplitude: range, phase: range, xRange: range }),
 };
