@@ -1,0 +1,473 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Subject, bufferCount, lastValueFrom, merge, take, takeUntil, tap, timer, type Observable, EMPTY } from 'rxjs';
+import {
+  NonFiniteLossError,
+  OnnxRunner,
+  Rng,
+  accuracy,
+  argmaxRows,
+  checkpointEvery,
+  evaluate,
+  evaluateEvery,
+  formatPercentCI,
+  getLearner,
+  initEngine,
+  loadCheckpoint,
+  maxAbsDiff,
+  metaTrain,
+  paced,
+  saveCheckpoint,
+  saveOnnx,
+  writeFileAtomic,
+  type Checkpoint,
+  type Episode,
+  type EvalResult,
+  type MetaLearner,
+  type TrainEvent,
+} from '@metalearn/core';
+import { EpisodeSampler, type ClassDataset } from '@metalearn/data';
+import '@metalearn/metric';
+import '@metalearn/optim';
+import '@metalearn/memory';
+import { datasetIds, datasetSchema, openDataset } from './datasets.js';
+import { applyFastGradients } from './fast-gradients.js';
+import { Progress, formatDuration } from './progress.js';
+import { renderReport } from './report.js';
+import { loadPipeline, type PipelineConfig } from './validate.js';
+
+export interface RunOptions {
+  /** output directory (default: runs/<pipeline file name>) */
+  out?: string;
+  /** continue from DIR/checkpoints (same RNG position, same metrics.jsonl prefix) */
+  resume?: boolean;
+  /** override train.seed */
+  seed?: number;
+  /** where progress goes (default stderr); null = silent */
+  progressStream?: NodeJS.WriteStream | null;
+  /** force TTY-style (true) or plain (false) progress */
+  tty?: boolean;
+  /** emits to stop training gracefully (final checkpoint, then exit); the CLI wires SIGINT here */
+  stop$?: Observable<unknown>;
+  /** lines for the user (default: stdout) */
+  log?: (line: string) => void;
+}
+
+export interface RunSummary {
+  pipeline: string;
+  name?: string;
+  learner: string;
+  family: string;
+  dataset: string;
+  evalDataset: string;
+  ways: number;
+  shots: number;
+  queries: number;
+  trainWays: number;
+  trainShots: number;
+  testEpisodes: number;
+  accuracy: number;
+  ci95: number;
+  std: number;
+  iterations: number;
+  episodesSeen: number;
+  trainSeconds: number;
+  evalSeconds: number;
+  totalSeconds: number;
+  backend: string;
+  evalEngine: string;
+  seed: number;
+  stopped: 'completed' | 'interrupted' | 'time-budget';
+  onnx: { path: string | null; maxAbsDiff: number | null; tolerance: number; parityOk: boolean | null; episode: number; classes: number[] };
+  out: string;
+  report: string;
+  checkpoint: string | null;
+  headline: string;
+}
+
+/** Exit codes of `metalearn run`. */
+export const EXIT = { ok: 0, failure: 1, invalid: 2, diverged: 3, interrupted: 130 } as const;
+
+export class RunInterrupted extends Error {
+  constructor(
+    readonly iteration: number,
+    readonly checkpoint: string,
+  ) {
+    super(`interrupted at iteration ${iteration}; checkpoint ${checkpoint} (continue with --resume)`);
+    this.name = 'RunInterrupted';
+  }
+}
+
+const CKPT_PREFIX = 'iter-';
+const KEEP_CHECKPOINTS = 3;
+
+function ckptName(iteration: number): string {
+  return `${CKPT_PREFIX}${String(iteration).padStart(7, '0')}.json`;
+}
+
+/** Latest checkpoint of an output directory, or null. */
+export function latestCheckpoint(out: string): string | null {
+  const dir = path.join(out, 'checkpoints');
+  const latest = path.join(dir, 'LATEST');
+  if (fs.existsSync(latest)) {
+    const f = path.join(dir, fs.readFileSync(latest, 'utf8').trim());
+    if (fs.existsSync(f)) return f;
+  }
+  if (!fs.existsSync(dir)) return null;
+  const files = fs.readdirSync(dir).filter((f) => f.startsWith(CKPT_PREFIX) && f.endsWith('.json')).sort();
+  return files.length ? path.join(dir, files[files.length - 1]!) : null;
+}
+
+function pruneCheckpoints(dir: string): void {
+  const files = fs.readdirSync(dir).filter((f) => f.startsWith(CKPT_PREFIX) && f.endsWith('.json')).sort();
+  for (const f of files.slice(0, Math.max(0, files.length - KEEP_CHECKPOINTS))) fs.rmSync(path.join(dir, f), { force: true });
+}
+
+/** Round a float for the reproducible log (enough digits to compare, no noise). */
+function r6(v: number): number {
+  return Number.isFinite(v) ? Number(v.toPrecision(7)) : v;
+}
+
+interface LogWindow {
+  n: number;
+  loss: number;
+  acc: number;
+}
+
+/**
+ * Run a pipeline file end to end: validate, load data, meta-train (checkpoints, validation,
+ * metrics.jsonl), evaluate on test episodes (mean ± 95% CI), export the adapted model to ONNX and
+ * check it in onnxruntime, write report.html and summary.json.
+ */
+export async function runPipeline(file: string, opts: RunOptions = {}): Promise<RunSummary> {
+  const log = opts.log ?? ((l: string) => process.stdout.write(l + '\n'));
+  const tStart = performance.now();
+  // 1. validate (writes nothing on failure)
+  const cfg = await loadPipeline(file, { datasets: datasetIds(), datasetSchema });
+  if (opts.seed !== undefined) cfg.train.seed = opts.seed;
+  const seed = cfg.train.seed;
+  const out = path.resolve(opts.out ?? path.join('runs', path.basename(file).replace(/\.(ya?ml|json)$/i, '')));
+  const ckDir = path.join(out, 'checkpoints');
+  const metricsFile = path.join(out, 'metrics.jsonl');
+
+  // 2. engine, data, learner
+  const engine = await initEngine({ quiet: true });
+  applyFastGradients();
+  const ds = await openDataset(cfg.data.dataset, cfg.data.options, file);
+  const evalDs: ClassDataset = cfg.evaluate.dataset ? await openDataset(cfg.evaluate.dataset.dataset, cfg.evaluate.dataset.options, file) : ds;
+  const testSplit = cfg.evaluate.dataset ? cfg.evaluate.dataset.split : cfg.data.testSplit;
+  const checkSplit = (d: ClassDataset, split: string, ptr: string): void => {
+    if (!(split in d.splits)) throw new Error(`${path.basename(file)} ${ptr}: dataset '${d.name}' has no split '${split}' (allowed: ${Object.keys(d.splits).join(', ')})`);
+  };
+  checkSplit(ds, cfg.data.trainSplit, '/data/trainSplit');
+  checkSplit(ds, cfg.data.valSplit, '/data/valSplit');
+  checkSplit(evalDs, testSplit, cfg.evaluate.dataset ? '/evaluate/dataset/split' : '/data/testSplit');
+  if (evalDs.featureShape.join('x') !== ds.featureShape.join('x')) {
+    throw new Error(`${path.basename(file)} /evaluate/dataset: its examples have shape [${evalDs.featureShape}], the training data [${ds.featureShape}]; the learner needs one input shape`);
+  }
+  const trainSpec = { ways: cfg.episodes.ways, shots: cfg.episodes.shots, queries: cfg.episodes.queries };
+  const evalSpec = { ways: cfg.evaluate.ways, shots: cfg.evaluate.shots, queries: cfg.evaluate.queries };
+  const trainSampler = new EpisodeSampler(ds, cfg.data.trainSplit, trainSpec, `${seed}/train`);
+  const valSampler = new EpisodeSampler(ds, cfg.data.valSplit, evalSpec, `${seed}/val`);
+  const testSampler = new EpisodeSampler(evalDs, testSplit, evalSpec, `${seed}/test`);
+  const factory = getLearner(cfg.learner.id);
+  const { id: _id, ...learnerOptions } = cfg.learner;
+  const learner: MetaLearner = factory.create(learnerOptions, { inputShape: [...ds.featureShape], seed });
+
+  // 3. output directory, resume
+  let startIteration = 0;
+  let startEpisodes = 0;
+  let window: LogWindow = { n: 0, loss: 0, acc: 0 };
+  let lastCheckpoint: string | null = null;
+  if (opts.resume) {
+    const ckFile = latestCheckpoint(out);
+    if (!ckFile) throw new Error(`--resume: no checkpoint in ${ckDir}`);
+    const ck = loadCheckpoint(ckFile);
+    if (ck.learner !== cfg.learner.id) throw new Error(`--resume: ${ckFile} is a '${ck.learner}' checkpoint, the pipeline trains '${cfg.learner.id}'`);
+    const meta = (ck.meta ?? {}) as { seed?: number; logWindow?: LogWindow };
+    if (meta.seed !== undefined && meta.seed !== seed) throw new Error(`--resume: ${ckFile} was trained with seed ${meta.seed}, this run uses seed ${seed}`);
+    learner.load(ck);
+    startIteration = ck.progress?.['iterations'] ?? 0;
+    startEpisodes = ck.progress?.['episodes'] ?? startIteration * cfg.train.metaBatch;
+    window = meta.logWindow ?? window;
+    lastCheckpoint = ckFile;
+    // keep the log exactly as an uninterrupted run would have it up to the checkpoint
+    if (fs.existsSync(metricsFile)) {
+      const kept = fs
+        .readFileSync(metricsFile, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim())
+        .filter((l) => {
+          const r = JSON.parse(l) as { type: string; iteration?: number };
+          return (r.type === 'train' || r.type === 'val') && (r.iteration ?? Infinity) <= startIteration;
+        });
+      writeFileAtomic(metricsFile, kept.map((l) => l + '\n').join(''));
+    }
+    log(`resuming from ${path.relative(process.cwd(), ckFile)} at iteration ${startIteration}`);
+  } else {
+    fs.mkdirSync(out, { recursive: true });
+    fs.rmSync(metricsFile, { force: true });
+    fs.rmSync(ckDir, { recursive: true, force: true });
+    for (const f of ['summary.json', 'report.html']) fs.rmSync(path.join(out, f), { force: true });
+  }
+  fs.mkdirSync(ckDir, { recursive: true });
+  const appendMetric = (rec: Record<string, unknown>): void => fs.appendFileSync(metricsFile, JSON.stringify(rec) + '\n');
+
+  const fullCheckpoint = (ev: { iteration: number; episodes: number }): Checkpoint => {
+    const ck = learner.state();
+    return {
+      ...ck,
+      rng: new Rng(`episode/${seed}/train/${ev.episodes}`).state(),
+      progress: { ...(ck.progress ?? {}), iterations: ev.iteration, episodes: ev.episodes },
+      meta: {
+        ...(ck.meta ?? {}),
+        seed,
+        pipeline: path.resolve(file),
+        nextTrainEpisode: ev.episodes,
+        logWindow: { ...window },
+        note: 'training episode i is drawn from its own generator seeded by (seed, i): resume continues at nextTrainEpisode',
+      },
+    };
+  };
+  const writeCk = (ck: Checkpoint): string => {
+    const name = ckptName(ck.progress!['iterations']!);
+    const f = path.join(ckDir, name);
+    saveCheckpoint(f, ck);
+    writeFileAtomic(path.join(ckDir, 'LATEST'), name + '\n');
+    pruneCheckpoints(ckDir);
+    return f;
+  };
+
+  // 4. meta-training stream
+  const total = cfg.train.iterations;
+  const stop$ = new Subject<'interrupted' | 'time-budget'>();
+  const run = { stopped: 'completed' as RunSummary['stopped'] };
+  const stopSub = opts.stop$?.subscribe(() => {
+    run.stopped = 'interrupted';
+    stop$.next('interrupted');
+  });
+  const budget$ = cfg.train.timeBudgetSeconds !== undefined ? timer(cfg.train.timeBudgetSeconds * 1000) : EMPTY;
+  const budgetSub = budget$.subscribe(() => {
+    if (run.stopped === 'completed') run.stopped = 'time-budget';
+    stop$.next('time-budget');
+  });
+  const progress = opts.progressStream === null ? null : new Progress('train', opts.progressStream ?? process.stderr, { tty: opts.tty });
+  const val = (): Iterable<Episode> => {
+    const n = cfg.train.valEpisodes;
+    return (function* () {
+      for (let i = 0; i < n; i++) yield valSampler.episode(i);
+    })();
+  };
+  let lastEvent: TrainEvent | null = null;
+  let recent: { t: number; eps: number }[] = [];
+  let runLoss = NaN;
+  let runAcc = NaN;
+  const tTrain = performance.now();
+  if (startIteration < total) {
+    const source = paced((i) => trainSampler.episode(i), { start: startEpisodes });
+    let stream = source.pipe(bufferCount(cfg.train.metaBatch), metaTrain(learner, { startIteration, startEpisodes }), take(total - startIteration), takeUntil(stop$));
+    if (cfg.train.valEvery > 0) stream = stream.pipe(evaluateEvery(cfg.train.valEvery, learner, val));
+    stream = stream.pipe(
+      tap((ev) => {
+        // the reproducible log: windowed means of loss/accuracy, validation results
+        window.n++;
+        window.loss += ev.loss;
+        window.acc += ev.accuracy;
+        if (ev.iteration % cfg.train.logEvery === 0 || ev.iteration === total) {
+          appendMetric({ type: 'train', iteration: ev.iteration, episodes: ev.episodes, loss: r6(window.loss / window.n), accuracy: r6(window.acc / window.n), lr: r6(ev.metrics?.['lr'] ?? NaN) });
+          window = { n: 0, loss: 0, acc: 0 };
+        }
+        if (ev.val) {
+          appendMetric({ type: 'val', iteration: ev.iteration, accuracy: r6(ev.val.mean), ci95: r6(ev.val.ci95), episodes: ev.val.n });
+          progress?.log(`val @${ev.iteration}: ${formatPercentCI(ev.val)} (${ev.val.n} episodes)`);
+        }
+      }),
+      checkpointEvery(cfg.train.checkpointEvery, { path: (ev) => path.join(ckDir, ckptName(ev.iteration)), state: fullCheckpoint, save: (_p, ck) => void (lastCheckpoint = writeCk(ck)) }),
+      tap((ev) => {
+        lastEvent = ev;
+        const now = performance.now();
+        recent.push({ t: now, eps: ev.episodes });
+        recent = recent.filter((r) => now - r.t < 10_000);
+        const first = recent[0]!;
+        const rate = recent.length > 1 ? ((ev.episodes - first.eps) * 1000) / (now - first.t) : NaN;
+        runLoss = Number.isNaN(runLoss) ? ev.loss : 0.95 * runLoss + 0.05 * ev.loss;
+        runAcc = Number.isNaN(runAcc) ? ev.accuracy : 0.95 * runAcc + 0.05 * ev.accuracy;
+        progress?.update({ done: ev.iteration, total, rate, loss: runLoss, accuracy: runAcc });
+      }),
+    );
+    try {
+      await lastValueFrom(stream, { defaultValue: null });
+    } catch (e) {
+      progress?.done();
+      stopSub?.unsubscribe();
+      budgetSub.unsubscribe();
+      if (e instanceof NonFiniteLossError) {
+        const kept = lastCheckpoint ? path.relative(process.cwd(), lastCheckpoint) : 'none written yet';
+        appendMetric({ type: 'error', iteration: e.iteration, message: e.message });
+        throw new NonFiniteLossErrorWithCheckpoint(e, kept);
+      }
+      throw e;
+    } finally {
+      stopSub?.unsubscribe();
+      budgetSub.unsubscribe();
+    }
+    progress?.done();
+  } else {
+    stopSub?.unsubscribe();
+    budgetSub.unsubscribe();
+  }
+  const trainSeconds = (performance.now() - tTrain) / 1000;
+  const endEv = (lastEvent as TrainEvent | null) ?? { iteration: startIteration, episodes: startEpisodes };
+  // final checkpoint (unless the last iteration was just checkpointed)
+  if (!lastCheckpoint || !lastCheckpoint.endsWith(ckptName(endEv.iteration))) lastCheckpoint = writeCk(fullCheckpoint(endEv));
+  if (run.stopped === 'interrupted') {
+    learner.dispose();
+    throw new RunInterrupted(endEv.iteration, lastCheckpoint);
+  }
+
+  // 5. test evaluation (adapted classifiers; forward passes in onnxruntime or tfjs)
+  const tEval = performance.now();
+  const evalProgress = opts.progressStream === null ? null : new Progress('test', opts.progressStream ?? process.stderr, { tty: opts.tty });
+  const nTest = cfg.evaluate.episodes;
+  const testEpisodes = function* (): Generator<Episode> {
+    for (let i = 0; i < nTest; i++) yield testSampler.episode(i);
+  };
+  const evalEngine: string = cfg.evaluate.engine;
+  const ortScorer = async (ep: Episode): Promise<number> => {
+    const clf = learner.adapt(ep.support, ep.ways);
+    try {
+      const runner = await OnnxRunner.create(clf.toOnnx());
+      try {
+        const r = await runner.run(ep.query.x.dataSync() as Float32Array, [...ep.query.x.shape]);
+        return accuracy(argmaxRows(r.data, r.shape[0]!, r.shape[1]!), ep.query.y);
+      } finally {
+        await runner.release();
+      }
+    } finally {
+      clf.dispose();
+    }
+  };
+  let accSum = 0;
+  const result: EvalResult = await lastValueFrom(
+    evaluate(learner, testEpisodes(), {
+      ...(evalEngine === 'onnxruntime' ? { scorer: ortScorer } : {}),
+      onEpisode: (i, acc) => {
+        accSum += acc;
+        const el = (performance.now() - tEval) / 1000;
+        evalProgress?.update({ done: i + 1, total: nTest, rate: (i + 1) / el, accuracy: accSum / (i + 1) });
+      },
+    }),
+  );
+  evalProgress?.done();
+  const evalSeconds = (performance.now() - tEval) / 1000;
+  appendMetric({ type: 'test', iteration: endEv.iteration, accuracy: r6(result.mean), ci95: r6(result.ci95), episodes: result.n, ways: evalSpec.ways, shots: evalSpec.shots, engine: evalEngine });
+
+  // 6. export the classifier adapted to test episode 0, parity check in onnxruntime
+  let onnxPath: string | null = null;
+  let diff: number | null = null;
+  let parityOk: boolean | null = null;
+  const ep0 = testSampler.episode(0);
+  try {
+    if (cfg.export.onnx !== false) {
+      const clf = learner.adapt(ep0.support, ep0.ways);
+      try {
+        const model = clf.toOnnx();
+        onnxPath = path.resolve(out, cfg.export.onnx);
+        saveOnnx(onnxPath, model);
+        if (cfg.export.parity) {
+          const want = clf.predict(ep0.query.x);
+          const runner = await OnnxRunner.create(onnxPath);
+          try {
+            const got = await runner.run(ep0.query.x.dataSync() as Float32Array, [...ep0.query.x.shape]);
+            diff = maxAbsDiff(got, { data: want.dataSync() as Float32Array, shape: [...want.shape] });
+          } finally {
+            want.dispose();
+            await runner.release();
+          }
+          parityOk = diff <= cfg.export.tolerance;
+        }
+      } finally {
+        clf.dispose();
+      }
+    }
+  } finally {
+    ep0.dispose?.();
+  }
+
+  // 7. summary + report
+  const totalSeconds = (performance.now() - tStart) / 1000;
+  const headline = `${factory.id} on ${evalDs.name}: ${evalSpec.ways}-way ${evalSpec.shots}-shot accuracy ${formatPercentCI(result)} over ${result.n} test episodes`;
+  const summary: RunSummary = {
+    pipeline: path.resolve(file),
+    ...(cfg.name ? { name: cfg.name } : {}),
+    learner: factory.id,
+    family: factory.family,
+    dataset: ds.name,
+    evalDataset: evalDs.name,
+    ways: evalSpec.ways,
+    shots: evalSpec.shots,
+    queries: evalSpec.queries,
+    trainWays: trainSpec.ways,
+    trainShots: trainSpec.shots,
+    testEpisodes: result.n,
+    accuracy: result.mean,
+    ci95: result.ci95,
+    std: result.std,
+    iterations: endEv.iteration,
+    episodesSeen: endEv.episodes,
+    trainSeconds: Number(trainSeconds.toFixed(2)),
+    evalSeconds: Number(evalSeconds.toFixed(2)),
+    totalSeconds: Number(totalSeconds.toFixed(2)),
+    backend: engine.backend,
+    evalEngine,
+    seed,
+    stopped: run.stopped,
+    onnx: { path: onnxPath, maxAbsDiff: diff, tolerance: cfg.export.tolerance, parityOk, episode: 0, classes: ep0.description?.classes ?? [] },
+    out,
+    report: path.join(out, 'report.html'),
+    checkpoint: lastCheckpoint,
+    headline,
+  };
+  writeFileAtomic(path.join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  const records = fs
+    .readFileSync(metricsFile, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as { type: string; iteration: number; loss: number; accuracy: number; ci95: number });
+  const html = renderReport({
+    title: `metalearn: ${cfg.name ?? path.basename(file)}`,
+    summary: { ...summary },
+    train: records.filter((r) => r.type === 'train'),
+    val: records.filter((r) => r.type === 'val'),
+    config: cfg,
+  });
+  writeFileAtomic(path.join(out, 'report.html'), html);
+  learner.dispose();
+  return summary;
+}
+
+export class NonFiniteLossErrorWithCheckpoint extends Error {
+  constructor(
+    readonly diverged: NonFiniteLossError,
+    readonly checkpoint: string,
+  ) {
+    super(`${diverged.message.replace(/ the last good checkpoint was kept\.$/, '')} Last good checkpoint: ${checkpoint}.`);
+    this.name = 'NonFiniteLossError';
+  }
+}
+
+/** The user-facing closing lines of a run. */
+export function summaryLines(s: RunSummary): string[] {
+  const rel = (p: string | null): string => (p ? path.relative(process.cwd(), p) || '.' : '(none)');
+  const lines = [
+    '',
+    `${s.headline}`,
+    `  trained ${s.iterations} iterations (${s.episodesSeen} episodes, ${s.trainWays}-way ${s.trainShots}-shot) in ${formatDuration(s.trainSeconds)} on ${s.backend}${s.stopped !== 'completed' ? ` (stopped: ${s.stopped})` : ''}; evaluation ${formatDuration(s.evalSeconds)} (${s.evalEngine})`,
+  ];
+  if (s.onnx.path) {
+    const par = s.onnx.maxAbsDiff === null ? 'parity not checked' : `onnxruntime vs tfjs max |Δlogit| = ${s.onnx.maxAbsDiff.toExponential(2)} (${s.onnx.parityOk ? 'ok' : `FAILED, tolerance ${s.onnx.tolerance}`})`;
+    lines.push(`  model:   ${rel(s.onnx.path)} (adapted to test episode 0; ${par})`);
+  }
+  lines.push(`  report:  ${rel(s.report)}`, `  summary: ${rel(path.join(s.out, 'summary.json'))}`, `  metrics: ${rel(path.join(s.out, 'metrics.jsonl'))}`);
+  return lines;
+}
