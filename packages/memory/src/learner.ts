@@ -136,6 +136,7 @@ export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLe
     for (const [k, v] of Object.entries(this.params)) snapshot[k] = tf.clone(v);
     const model = this.model;
     const id = this.id;
+    const inputShape = [...this.ctx.inputShape];
     return {
       predict: (x: tf.Tensor) =>
         tf.tidy(() => {
@@ -147,7 +148,7 @@ export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLe
           const { logits } = model.step(snapshot, s, xq, yPrev);
           return tf.slice(logits, [0, 0], [q, ways]);
         }),
-      toOnnx: (): OnnxModel => exportSequenceStep(model, snapshot, { bakeState: state, bakeLabel: lastLabel, ways, name: `${id}-adapted` }),
+      toOnnx: (): OnnxModel => exportSequenceStep(model, snapshot, { bakeState: state, bakeLabel: lastLabel, ways, name: `${id}-adapted`, inputShape: inputShape }),
       dispose: () => {
         for (const t of [...Object.values(state), ...Object.values(snapshot)]) t.dispose();
       },

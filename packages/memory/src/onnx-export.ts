@@ -23,6 +23,8 @@ export interface StepExportOptions {
   bakeLabel?: number;
   /** with bakeState: keep only the first `ways` logits */
   ways?: number;
+  /** per-example input shape (e.g. [28, 28, 1]); the graph takes x [batch, ...inputShape] and flattens it */
+  inputShape?: number[];
 }
 
 function denseOnnx(g: OnnxGraphBuilder, layer: Dense, p: Params, input: string, features: number): string {
@@ -36,7 +38,10 @@ export function exportSequenceStep(model: SequenceModel, params: Params, opts: S
   const D = model.inputSize;
   const C = model.classes;
   const stateNames = Object.keys(model.stateShapes);
-  const x = g.addInput('x', ['batch', D]);
+  const shapeIn = opts.inputShape && opts.inputShape.length > 1 ? opts.inputShape : [D];
+  if (shapeIn.reduce((a, b) => a * b, 1) !== D) throw new Error(`exportSequenceStep: inputShape [${shapeIn}] has ${shapeIn.reduce((a, b) => a * b, 1)} values, the model takes ${D}`);
+  const xIn = g.addInput('x', ['batch', ...shapeIn]);
+  const x = shapeIn.length > 1 ? g.addNode('Reshape', [xIn, g.int64([-1, D])]) : xIn;
   const st: Record<string, string> = {};
   let yPrev: string;
   if (opts.bakeState) {

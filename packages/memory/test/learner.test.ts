@@ -95,7 +95,8 @@ describe('sequence meta-learners', () => {
     expect(logits.shape).toEqual([12, 3]);
     const onnx = clf.toOnnx();
     const sess = await ort.InferenceSession.create(onnx.bytes);
-    const out = await sess.run({ x: new ort.Tensor('float32', ep.query.x.dataSync() as Float32Array, [12, D]) });
+    expect(onnx.inputs[0]!.shape).toEqual(['batch', 2, 4]);
+    const out = await sess.run({ x: new ort.Tensor('float32', ep.query.x.dataSync() as Float32Array, [12, 2, 4]) });
     const a = out.logits!.data as Float32Array;
     const b = logits.dataSync();
     let m = 0;
