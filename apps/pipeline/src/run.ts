@@ -51,6 +51,8 @@ export interface RunOptions {
   stop$?: Observable<unknown>;
   /** lines for the user (default: stdout) */
   log?: (line: string) => void;
+  /** called after every meta-training step (after logging and checkpointing) */
+  onTrainEvent?: (ev: TrainEvent) => void;
 }
 
 export interface RunSummary {
@@ -293,6 +295,7 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
         runLoss = Number.isNaN(runLoss) ? ev.loss : 0.95 * runLoss + 0.05 * ev.loss;
         runAcc = Number.isNaN(runAcc) ? ev.accuracy : 0.95 * runAcc + 0.05 * ev.accuracy;
         progress?.update({ done: ev.iteration, total, rate, loss: runLoss, accuracy: runAcc });
+        opts.onTrainEvent?.(ev);
       }),
     );
     try {
