@@ -65,7 +65,7 @@ it.skipIf(!haveOmniglot())(`Omniglot 5-way 1-shot: ${learnerId} (skips without .
     const results: Record<string, unknown> = {};
     const perEpisode: Record<string, number[]> = {};
     for (const deform of [true, false]) {
-      const l = getLearner('ideme').create({ deform, filters: 32 }, ctx);
+      const l = getLearner('ideme').create({ deform, filters: Number(process.env['FILTERS'] ?? 32) }, ctx);
       const iters = train(l, trainS, budget, metaBatch, log, deform ? 'deform' : 'baseline');
       const a = evaluate(l, testS, nEval, { deform });
       perEpisode[deform ? 'deform' : 'baseline'] = a;
@@ -81,7 +81,7 @@ it.skipIf(!haveOmniglot())(`Omniglot 5-way 1-shot: ${learnerId} (skips without .
     results['gainOverBaseline'] = meanCI(perEpisode['deform']!.map((v, i) => v - perEpisode['baseline']![i]!));
     log.summary({ learner: 'ideme', trainMinutesEach: budget / 60_000, metaBatch, evalEpisodes: nEval, ...results });
   } else {
-    const l = getLearner(learnerId).create({ filters: 64 }, ctx);
+    const l = getLearner(learnerId).create({ filters: Number(process.env['FILTERS'] ?? 64) }, ctx);
     const iters = train(l, trainS, budget, metaBatch, log, learnerId);
     const a = evaluate(l, testS, nEval);
     log.summary({ learner: learnerId, config: l.config, iterations: iters, episodes: iters * metaBatch, trainMinutes: budget / 60_000, evalEpisodes: nEval, accuracy: meanCI(a) });

@@ -38,7 +38,7 @@ export function leastUsed(usage: tf.Tensor2D, n: number): tf.Tensor3D {
   const f = tf.customGrad(((...args: unknown[]) => {
     const u = args[0] as tf.Tensor;
     const { indices } = tf.topk(tf.neg(u), n, true); // smallest usages first
-    return { value: tf.oneHot(indices, N, 1, 0, 'float32'), gradFunc: () => [tf.zerosLike(u)] };
+    return { value: oneHotF(indices, N), gradFunc: () => [tf.zerosLike(u)] };
   }) as Parameters<typeof tf.customGrad>[0]);
   return f(usage) as tf.Tensor3D;
 }
@@ -66,4 +66,22 @@ export function readMemory(readW: tf.Tensor3D, memory: tf.Tensor3D): tf.Tensor3D
 /** Usage update w^u_t = γ w^u_{t-1} + Σ_r w^r_r + Σ_r w^w_r. */
 export function updateUsage(prevUsage: tf.Tensor2D, readW: tf.Tensor3D, writeW: tf.Tensor3D, gamma: number): tf.Tensor2D {
   return tf.add(tf.mul(prevUsage, gamma), tf.add(tf.sum(readW, 1), tf.sum(writeW, 1))) as tf.Tensor2D;
+}
+
+/**
+ * Float one-hot rows [n, depth] of integer indices (tensor or array), built from comparisons:
+ * tfjs-backend-wasm's OneHot kernel ignores the dtype argument and returns int32 bits labelled float32.
+ */
+export function oneHotF(indices: tf.Tensor | ArrayLike<number>, depth: number): tf.Tensor {
+  if (!(indices instanceof tf.Tensor)) {
+    const n = indices.length;
+    const out = new Float32Array(n * depth);
+    for (let i = 0; i < n; i++) {
+      const k = indices[i]!;
+      if (!Number.isInteger(k) || k < 0 || k >= depth) throw new RangeError(`oneHotF: index ${k} outside 0..${depth - 1}`);
+      out[i * depth + k] = 1;
+    }
+    return tf.tensor2d(out, [n, depth]);
+  }
+  return tf.cast(tf.equal(tf.expandDims(tf.cast(indices, 'int32'), -1), tf.range(0, depth, 1, 'int32')), 'float32');
 }

@@ -35,6 +35,7 @@ import {
   type Sequential,
   type StepResult,
 } from '@metalearn/core';
+import { oneHotF } from './addressing.js';
 import { Adam, uniqueVarName } from './adam.js';
 import { resolveConfig } from './config.js';
 import { backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, unprefix, type BackboneConfig } from './backbone.js';
@@ -145,7 +146,7 @@ export class IdemeModel {
 
   /** Class prototypes [ways, E] from embeddings [m, E] with labels. */
   static prototypes(emb: tf.Tensor2D, y: Int32Array, ways: number): tf.Tensor2D {
-    const oh = tf.oneHot(tf.tensor1d(y, 'int32'), ways, 1, 0, 'float32'); // [m, ways]
+    const oh = oneHotF(y, ways); // [m, ways]
     const counts = tf.sum(oh, 0); // [ways]
     return tf.div(tf.matMul(oh, emb, true, false), tf.expandDims(counts, 1)) as tf.Tensor2D;
   }
@@ -158,7 +159,7 @@ export class IdemeModel {
 }
 
 function ce(logits: tf.Tensor2D, y: Int32Array): tf.Scalar {
-  const oh = tf.oneHot(tf.tensor1d(y, 'int32'), logits.shape[1], 1, 0, 'float32');
+  const oh = oneHotF(y, logits.shape[1]);
   return tf.neg(tf.mean(tf.sum(tf.mul(oh, tf.logSoftmax(logits)), 1))) as tf.Scalar;
 }
 

@@ -18,6 +18,7 @@ import {
   type OnnxModel,
   type StepResult,
 } from '@metalearn/core';
+import { oneHotF } from './addressing.js';
 import { Adam, uniqueVarName } from './adam.js';
 import { lstmMetaConfigSchema, mannConfigSchema, resolveConfig, type LstmMetaConfig, type MannConfig, type SeqLearnerConfigBase } from './config.js';
 import type { Params } from './core-nn.js';
@@ -144,7 +145,7 @@ export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLe
           const xq = tf.reshape(x, [q, -1]) as tf.Tensor2D;
           const s: SeqState = {};
           for (const [k, v] of Object.entries(state)) s[k] = tf.tile(v, [q, ...v.shape.slice(1).map(() => 1)]);
-          const yPrev = tf.oneHot(tf.fill([q], lastLabel, 'int32') as tf.Tensor1D, model.classes, 1, 0, 'float32') as tf.Tensor2D;
+          const yPrev = oneHotF(new Array<number>(q).fill(lastLabel), model.classes) as tf.Tensor2D;
           const { logits } = model.step(snapshot, s, xq, yPrev);
           return tf.slice(logits, [0, 0], [q, ways]);
         }),

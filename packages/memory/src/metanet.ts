@@ -32,6 +32,7 @@ import {
   type Sequential,
   type StepResult,
 } from '@metalearn/core';
+import { oneHotF } from './addressing.js';
 import { Adam, uniqueVarName } from './adam.js';
 import { resolveConfig } from './config.js';
 import { backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, stopGradient, unprefix, type BackboneConfig } from './backbone.js';
@@ -164,7 +165,7 @@ export class MetaNetModel {
   adaptFeatures(p: Params, fs: tf.Tensor2D, ys: Int32Array, frozen?: MetaInfo): MetaNetMemory & { info: MetaInfo } {
     const C = this.cfg.classes;
     const n = fs.shape[0];
-    const Y = tf.oneHot(tf.tensor1d(ys, 'int32'), C, 1, 0, 'float32');
+    const Y = oneHotF(ys, C);
     const W = p['base.weight'] as tf.Tensor2D;
     // task level: ∇_Q of CE(relu(f·Q + b)·W + c, y) averaged over the support set (meta-information)
     const gQ = frozen?.gQ ?? stopGradient(
@@ -199,7 +200,7 @@ export class MetaNetModel {
 
 function lossOf(logits: tf.Tensor2D, y: Int32Array): tf.Scalar {
   const C = logits.shape[1];
-  const oh = tf.oneHot(tf.tensor1d(y, 'int32'), C, 1, 0, 'float32');
+  const oh = oneHotF(y, C);
   return tf.neg(tf.mean(tf.sum(tf.mul(oh, tf.logSoftmax(logits)), 1))) as tf.Scalar;
 }
 

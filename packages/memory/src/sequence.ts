@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Episode, Rng } from '@metalearn/core';
 import type { Params } from './core-nn.js';
+import { oneHotF } from './addressing.js';
 import type { SeqState, SequenceModel } from './models.js';
 
 export interface SequenceBatch {
@@ -94,7 +95,7 @@ export function runSequence(model: SequenceModel, params: Params, x: tf.Tensor3D
 export function sequenceLoss(logits: tf.Tensor3D, target: Int32Array): tf.Scalar {
   const [B, T, C] = logits.shape;
   const flat = tf.reshape(logits, [B * T, C]);
-  const oh = tf.oneHot(tf.tensor1d(target, 'int32'), C);
+  const oh = oneHotF(target, C);
   return tf.neg(tf.mean(tf.sum(tf.mul(oh, tf.logSoftmax(flat)), 1))) as tf.Scalar;
 }
 

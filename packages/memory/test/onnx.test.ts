@@ -85,3 +85,26 @@ describe('ONNX step graphs stream an episode like tfjs', () => {
     expect(m.inputs.find((i) => i.name === 'memory_in')!.shape).toEqual(['batch', 6, 4]);
   });
 });
+
+describe('on the wasm backend (the one training and the pipeline use)', () => {
+  it('least-used one-hots are floats and the adapted MANN matches onnxruntime', async () => {
+    const { initEngine } = await import('@metalearn/core');
+    const { leastUsed, mannFactory } = await import('@metalearn/memory');
+    await initEngine({ backend: 'wasm', quiet: true });
+    try {
+      expect(Array.from(leastUsed(tf.tensor2d([[0.5, 0.1, 0.3, 0.2]]), 2).dataSync())).toEqual([0, 1, 0, 0, 0, 0, 0, 1]);
+      const l = mannFactory.create({ controllerSize: 8, memorySlots: 8, memoryWidth: 4, readHeads: 2 }, { inputShape: [6, 6, 1], seed: 1 });
+      const rng = new Rng(2);
+      const clf = l.adapt({ x: tf.tensor4d(rng.uniformArray(5 * 36), [5, 6, 6, 1]), y: Int32Array.from([0, 1, 2, 3, 4]) }, 5);
+      const qx = tf.tensor4d(rng.uniformArray(7 * 36), [7, 6, 6, 1]);
+      const want = clf.predict(qx).dataSync();
+      const sess = await ort.InferenceSession.create(clf.toOnnx().bytes);
+      const got = (await sess.run({ x: new ort.Tensor('float32', qx.dataSync() as Float32Array, [7, 6, 6, 1]) })).logits!.data as Float32Array;
+      expect(maxAbsDiff(got, want)).toBeLessThanOrEqual(1e-4);
+      clf.dispose();
+      l.dispose();
+    } finally {
+      await initEngine({ backend: 'cpu', quiet: true });
+    }
+  });
+});
