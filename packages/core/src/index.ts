@@ -3,6 +3,7 @@ export * from './rng.js';
 export * from './registry.js';
 export * from './metrics.js';
 export * from './engine/index.js';
+export * from './bench/index.js';
 export * from './checkpoint.js';
 export * from './rx/index.js';
 export * from './nn/index.js';

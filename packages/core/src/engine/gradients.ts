@@ -23,7 +23,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { GradConfig, NamedAttrMap, Tensor } from '@tensorflow/tfjs-core';
 import { conv2dFilterGrad, conv2dInputGrad, convGeometry, type ConvPad } from './conv.js';
 import { avgPoolGrad, maxPoolGrad, poolGeometry } from './pool.js';
-import { reduceTo } from './util.js';
+import { expandTo, reduceTo } from './util.js';
 
 type Grads = Record<string, () => Tensor>;
 type GradFn = (dy: Tensor, saved: Tensor[], attrs: NamedAttrMap) => Grads;
@@ -166,14 +166,14 @@ function keepShape(xShape: number[], axis: unknown): { axes: number[]; keep: num
 reg('Sum', ['x'], [], (dy, [x], attrs) => ({
   x: () => {
     const { keep } = keepShape(x!.shape, attrs['axis']);
-    return tf.broadcastTo(tf.reshape(dy, keep), x!.shape);
+    return expandTo(tf.reshape(dy, keep), x!.shape);
   },
 }));
 reg('Mean', ['x'], [], (dy, [x], attrs) => ({
   x: () => {
     const { axes, keep } = keepShape(x!.shape, attrs['axis']);
     const n = axes.reduce((p, a) => p * x!.shape[a]!, 1);
-    return tf.broadcastTo(tf.div(tf.reshape(dy, keep), n), x!.shape);
+    return expandTo(tf.div(tf.reshape(dy, keep), n), x!.shape);
   },
 }));
 function minMaxGrad(dy: Tensor, x: Tensor, y: Tensor, axis: unknown): Tensor {
@@ -413,6 +413,20 @@ reg('MaxPool', ['x'], [true], (dy, [x, y], attrs) => ({
       y as tf.Tensor4D,
       poolGeometry(x!.shape, attrs['filterSize'] as number[], attrs['strides'] as number[], attrs['pad'], attrs['dimRoundingMode'] as 'floor' | undefined),
     ),
+}));
+// Integer-factor nearest upsampling (used by the pooling gradients): its gradient is a sum-pool.
+reg('ResizeNearestNeighbor', ['images'], [], (dy, [images], attrs) => ({
+  images: () => {
+    const [, h, w] = images!.shape;
+    const [, oh, ow] = dy.shape;
+    const fh = oh! / h!;
+    const fw = ow! / w!;
+    if (!Number.isInteger(fh) || !Number.isInteger(fw) || attrs['alignCorners'] || attrs['halfPixelCenters']) {
+      throw new Error('engine/gradients.ts: gradient of resizeNearestNeighbor is supported for integer upscaling without alignCorners/halfPixelCenters only');
+    }
+    if (fh === 1 && fw === 1) return tf.clone(dy);
+    return tf.mul(tf.avgPool(dy as tf.Tensor4D, [fh, fw], [fh, fw], 'valid'), fh * fw);
+  },
 }));
 reg('AvgPool', ['x'], [], (dy, [x], attrs) => ({
   x: () =>

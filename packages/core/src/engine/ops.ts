@@ -53,10 +53,17 @@ export function batchNormTrain(
   beta: tf.Tensor1D,
   eps = 1e-5,
 ): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
-  const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
-  const { mean, variance } = tf.moments(x, axes);
-  const y = tf.batchNorm(x, mean, variance, beta, gamma, eps);
-  return { y, mean, variance };
+  const c = x.shape[x.rank - 1]!;
+  const m = x.size / c;
+  // statistics as [1, M] x [M, C] matmuls: reductions over leading axes are slow on wasm
+  const x2 = tf.reshape(x, [m, c]) as tf.Tensor2D;
+  const avg = tf.fill([1, m], 1 / m) as tf.Tensor2D;
+  const mean = tf.matMul(avg, x2); // [1, C]
+  const d = tf.sub(x2, mean);
+  const variance = tf.matMul(avg, tf.square(d) as tf.Tensor2D); // [1, C]
+  const scale = tf.mul(tf.rsqrt(tf.add(variance, eps)), gamma);
+  const y = tf.reshape(tf.add(tf.mul(d, scale), beta), x.shape);
+  return { y, mean: tf.reshape(mean, [c]), variance: tf.reshape(variance, [c]) };
 }
 
 /** Inference-mode batch normalisation with given statistics. */

@@ -103,21 +103,29 @@ export function maxPoolGrad(dy: tf.Tensor4D, x: tf.Tensor4D, y: tf.Tensor4D, g: 
   const [n, , , c] = x.shape;
   const xpad = padOrCrop(x, frame(g), -Infinity) as tf.Tensor4D;
   if (g.kh === g.sh && g.kw === g.sw) {
-    // non-overlapping windows: one reshape exposes every window
-    const x6 = tf.reshape(xpad, [n, g.outH, g.kh, g.outW, g.kw, c]);
-    const y6 = tf.reshape(y, [n, g.outH, 1, g.outW, 1, c]);
-    const eq = tf.cast(tf.equal(x6, y6), 'float32');
-    const cnt = tf.sum(eq, [2, 4], true);
-    const dy6 = tf.reshape(dy, [n, g.outH, 1, g.outW, 1, c]);
-    const dx6 = tf.mul(eq, tf.div(dy6, cnt));
-    const dxpad = tf.reshape(dx6, [n, g.outH * g.kh, g.outW * g.kw, c]);
-    return padOrCrop(dxpad, [
+    // non-overlapping windows: compare x with the max upsampled to x's frame (same-shape ops only;
+    // wasm's broadcasting of high-rank tensors is very slow)
+    const fh = g.outH * g.kh;
+    const fw = g.outW * g.kw;
+    const xf = padOrCrop(xpad, [
       [0, 0],
-      [-g.padTop, g.inH + g.padTop - g.outH * g.kh],
-      [-g.padLeft, g.inW + g.padLeft - g.outW * g.kw],
+      [0, fh - xpad.shape[1]],
+      [0, fw - xpad.shape[2]],
+      [0, 0],
+    ]) as tf.Tensor4D;
+    const mask = tf.cast(tf.equal(xf, upsample(y, g.kh, g.kw)), 'float32') as tf.Tensor4D;
+    // exact ties share the gradient
+    const cnt = tf.mul(tf.avgPool(mask, [g.kh, g.kw], [g.kh, g.kw], 'valid'), g.kh * g.kw);
+    const dxf = tf.mul(mask, upsample(tf.div(dy, cnt) as tf.Tensor4D, g.kh, g.kw)) as tf.Tensor4D;
+    return padOrCrop(dxf, [
+      [0, 0],
+      [-g.padTop, g.inH + g.padTop - fh],
+      [-g.padLeft, g.inW + g.padLeft - fw],
       [0, 0],
     ]) as tf.Tensor4D;
   }
+  void n;
+  void c;
   const masks: tf.Tensor[] = [];
   for (let i = 0; i < g.kh; i++) {
     for (let j = 0; j < g.kw; j++) masks.push(tf.cast(tf.equal(tap(xpad, i, j, g), y), 'float32'));
@@ -130,6 +138,12 @@ export function maxPoolGrad(dy: tf.Tensor4D, x: tf.Tensor4D, y: tf.Tensor4D, g: 
     for (let j = 0; j < g.kw; j++) parts.push(untap(tf.mul(masks[m++]!, dyn) as tf.Tensor4D, i, j, g));
   }
   return (parts.length === 1 ? parts[0]! : tf.addN(parts)) as tf.Tensor4D;
+}
+
+/** Nearest-neighbour upsampling by integer factors (differentiable: its registered gradient is a sum-pool). */
+export function upsample(t: tf.Tensor4D, fh: number, fw: number): tf.Tensor4D {
+  if (fh === 1 && fw === 1) return t;
+  return tf.image.resizeNearestNeighbor(t, [t.shape[1] * fh, t.shape[2] * fw]);
 }
 
 /** Per-output-position divisor of average pooling (in-bounds elements only, as tfjs does). */
@@ -151,8 +165,7 @@ export function avgPoolGrad(dy: tf.Tensor4D, g: PoolGeometry): tf.Tensor4D {
   const [n, , , c] = dy.shape;
   const dyn = tf.div(dy, avgDivisor(g)) as tf.Tensor4D;
   if (g.kh === g.sh && g.kw === g.sw) {
-    const t = tf.tile(tf.reshape(dyn, [n, g.outH, 1, g.outW, 1, c]), [1, 1, g.kh, 1, g.kw, 1]);
-    const dxpad = tf.reshape(t, [n, g.outH * g.kh, g.outW * g.kw, c]);
+    const dxpad = upsample(dyn, g.kh, g.kw);
     return padOrCrop(dxpad, [
       [0, 0],
       [-g.padTop, g.inH + g.padTop - g.outH * g.kh],
@@ -160,6 +173,8 @@ export function avgPoolGrad(dy: tf.Tensor4D, g: PoolGeometry): tf.Tensor4D {
       [0, 0],
     ]) as tf.Tensor4D;
   }
+  void n;
+  void c;
   const parts: tf.Tensor[] = [];
   for (let i = 0; i < g.kh; i++) for (let j = 0; j < g.kw; j++) parts.push(untap(dyn, i, j, g));
   return (parts.length === 1 ? parts[0]! : tf.addN(parts)) as tf.Tensor4D;

@@ -1,0 +1,55 @@
+/** Command-line options of the benchmark (shared by `bench/cli.ts` and the app's `metalearn bench`). */
+import type { BenchOptions } from './index.js';
+import { BENCH_WORKLOADS } from './workloads.js';
+import type { BackendName } from '../engine/init.js';
+
+export const BENCH_USAGE = `usage: bench [--workloads ${BENCH_WORKLOADS.join(',')}] [--iterations N] [--warmup N] [--backend wasm|cpu|tensorflow] [--onnx-threads N] [--seed N]`;
+
+function intArg(flag: string, v: string | undefined): number {
+  const n = Number(v);
+  if (v === undefined || !Number.isInteger(n)) throw new Error(`bench: ${flag} needs an integer, got ${JSON.stringify(v)}\n${BENCH_USAGE}`);
+  return n;
+}
+
+export function parseBenchArgs(argv: readonly string[]): BenchOptions {
+  const o: BenchOptions = { quiet: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const v = argv[i + 1];
+    switch (a) {
+      case '--workloads':
+        if (!v) throw new Error(`bench: --workloads needs a comma-separated list\n${BENCH_USAGE}`);
+        o.workloads = v.split(',').filter(Boolean);
+        i++;
+        break;
+      case '--iterations':
+        o.iterations = intArg(a, v);
+        i++;
+        break;
+      case '--warmup':
+        o.warmup = intArg(a, v);
+        i++;
+        break;
+      case '--backend':
+        o.backend = v as BackendName;
+        i++;
+        break;
+      case '--onnx-threads':
+        o.onnxThreads = intArg(a, v);
+        i++;
+        break;
+      case '--seed':
+        o.seed = intArg(a, v);
+        i++;
+        break;
+      case '-h':
+      case '--help':
+        process.stdout.write(BENCH_USAGE + '\n');
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`bench: unknown argument '${a}'\n${BENCH_USAGE}`);
+    }
+  }
+  return o;
+}

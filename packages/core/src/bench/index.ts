@@ -1,0 +1,254 @@
+/**
+ * Benchmark of the engine on the workloads of /work/shared/bench/torch_ref.py (PyTorch reference):
+ * Conv-4 (64 filters, 28x28x1 inputs, batch-norm with batch statistics) forward batch 80,
+ * forward+backward batch 80, a ProtoNet 5-way 1-shot 15-query episode step (Adam), FOMAML and
+ * second-order MAML meta-batches of 4 tasks with 1 and 5 inner steps (alpha 0.4, Adam outer step),
+ * plus the onnxruntime forward of the same network. One row per workload: median milliseconds.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng } from '../rng.js';
+import { initEngine, type BackendName } from '../engine/init.js';
+import { crossEntropy } from '../engine/ops.js';
+import { conv4 } from '../nn/backbones.js';
+import { Dense } from '../nn/layers.js';
+import type { Sequential } from '../nn/sequential.js';
+import type { Params } from '../nn/types.js';
+import { exportOnnx } from '../onnx/export.js';
+import { OnnxRunner } from '../onnx/runtime.js';
+import { BENCH_WORKLOADS } from './workloads.js';
+
+export { BENCH_WORKLOADS, type BenchWorkload } from './workloads.js';
+
+export interface BenchRow {
+  workload: string;
+  /** tfjs backend, or 'onnxruntime' for the exported-graph forward */
+  backend: string;
+  /** median wall time of one iteration, milliseconds */
+  ms: number;
+}
+
+export interface BenchOptions {
+  /** workloads to run (default: all) */
+  workloads?: readonly string[];
+  /** timed iterations per workload (default 10, as torch_ref.py) */
+  iterations?: number;
+  /** untimed warm-up iterations (default 2) */
+  warmup?: number;
+  /** tfjs backend (default: the engine's automatic choice) */
+  backend?: BackendName;
+  /** onnxruntime intra-op threads (default: onnxruntime's choice) */
+  onnxThreads?: number;
+  seed?: number;
+  /** called with each row as soon as it is measured */
+  onRow?: (row: BenchRow) => void;
+  quiet?: boolean;
+}
+
+const W = 5;
+const K = 1;
+const Q = 15;
+const ALPHA = 0.4;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function timeit(fn: () => void, n: number, warm: number): number {
+  for (let i = 0; i < warm; i++) fn();
+  const ts: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    fn();
+    ts.push(performance.now() - t);
+  }
+  return Math.round(median(ts) * 100) / 100;
+}
+
+async function timeitAsync(fn: () => Promise<void>, n: number, warm: number): Promise<number> {
+  for (let i = 0; i < warm; i++) await fn();
+  const ts: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn();
+    ts.push(performance.now() - t);
+  }
+  return Math.round(median(ts) * 100) / 100;
+}
+
+/** Minimal functional Adam (PyTorch defaults) over a record of parameters; replaces them in place. */
+class Adam {
+  private m = new Map<string, tf.Tensor>();
+  private v = new Map<string, tf.Tensor>();
+  private t = 0;
+  constructor(private readonly lr = 1e-3) {}
+  step(params: Params, grads: Record<string, tf.Tensor>): void {
+    this.t++;
+    const b1 = 0.9;
+    const b2 = 0.999;
+    const c1 = 1 - b1 ** this.t;
+    const c2 = 1 - b2 ** this.t;
+    for (const [k, g] of Object.entries(grads)) {
+      const p = params[k]!;
+      const [np, nm, nv] = tf.tidy(() => {
+        const m = tf.add(tf.mul(this.m.get(k) ?? tf.zerosLike(p), b1), tf.mul(g, 1 - b1));
+        const v = tf.add(tf.mul(this.v.get(k) ?? tf.zerosLike(p), b2), tf.mul(tf.square(g), 1 - b2));
+        const upd = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), 1e-8));
+        return [tf.sub(p, tf.mul(upd, this.lr)), m, v];
+      });
+      this.m.get(k)?.dispose();
+      this.v.get(k)?.dispose();
+      p.dispose();
+      params[k] = np!;
+      this.m.set(k, nm!);
+      this.v.set(k, nv!);
+    }
+  }
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+  }
+}
+
+function labels(ways: number, per: number): Int32Array {
+  const y = new Int32Array(ways * per);
+  for (let c = 0; c < ways; c++) for (let i = 0; i < per; i++) y[c * per + i] = c;
+  return y;
+}
+
+/** The benchmark network: the project's Conv-4 backbone (nn/backbones.ts) + a linear head. */
+export function benchNet(): { backbone: Sequential; full: Sequential } {
+  const backbone = conv4({ inputShape: [28, 28, 1], filters: 64, trackRunningStats: false });
+  const full = backbone.extend(new Dense({ name: 'head', units: W }));
+  return { backbone, full };
+}
+
+/** Run the benchmark; returns one row per workload (also reported through `opts.onRow`). */
+export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
+  const names = opts.workloads ?? BENCH_WORKLOADS;
+  for (const w of names) {
+    if (!(BENCH_WORKLOADS as readonly string[]).includes(w)) throw new Error(`bench: unknown workload '${w}' (known: ${BENCH_WORKLOADS.join(', ')})`);
+  }
+  const n = opts.iterations ?? 10;
+  const warm = opts.warmup ?? 2;
+  if (!Number.isInteger(n) || n < 1) throw new Error(`bench: iterations must be a positive integer, got ${n}`);
+  if (!Number.isInteger(warm) || warm < 0) throw new Error(`bench: warmup must be a non-negative integer, got ${warm}`);
+  const info = await initEngine({ backend: opts.backend, quiet: opts.quiet ?? true });
+  const backend = info.backend;
+  const rng = new Rng(opts.seed ?? 0);
+  const { backbone, full } = benchNet();
+  let params: Params = full.init(rng.fork('params'));
+  const bbKeys = Object.keys(params).filter((k) => !k.startsWith('head.'));
+  const allKeys = Object.keys(params);
+  const randn = (shape: number[]) => tf.tensor(rng.normalArray(shape.reduce((a, b) => a * b, 1)), shape);
+  const x80 = randn([80, 28, 28, 1]);
+  const xs = randn([W * K, 28, 28, 1]);
+  const xq = randn([W * Q, 28, 28, 1]);
+  const ys = labels(W, K);
+  const yq = labels(W, Q);
+  const train = { training: true };
+  const pick = (keys: string[], vals: tf.Tensor[]): Params => Object.fromEntries(keys.map((k, i) => [k, vals[i]!]));
+  const opt = new Adam(1e-3);
+  const rows: BenchRow[] = [];
+  const emit = (workload: string, b: string, ms: number) => {
+    const row = { workload, backend: b, ms };
+    rows.push(row);
+    opts.onRow?.(row);
+  };
+
+  const fwd80 = () => {
+    const t = tf.tidy(() => backbone.apply(params, x80, train));
+    t.dataSync();
+    t.dispose();
+  };
+  const fwdBwd80 = () => {
+    const gs = tf.tidy(() =>
+      tf.grads((...v: tf.Tensor[]) => tf.mean(tf.square(backbone.apply(pick(bbKeys, v), x80, train))) as tf.Scalar)(bbKeys.map((k) => params[k]!)),
+    );
+    gs[0]!.dataSync();
+    tf.dispose(gs);
+  };
+  const protonet = () => {
+    const gs = tf.tidy(() =>
+      tf.grads((...v: tf.Tensor[]) => {
+        const p = pick(bbKeys, v);
+        const zs = backbone.apply(p, xs, train);
+        const zq = backbone.apply(p, xq, train);
+        const protos = tf.mean(tf.reshape(zs, [W, K, -1]), 1);
+        // squared euclidean distances [W*Q, W]
+        const d = tf.add(
+          tf.sub(tf.sum(tf.square(zq), 1, true), tf.mul(tf.matMul(zq, protos, false, true), 2)),
+          tf.reshape(tf.sum(tf.square(protos), 1), [1, W]),
+        );
+        return crossEntropy(tf.neg(d) as tf.Tensor2D, yq);
+      })(bbKeys.map((k) => params[k]!)),
+    );
+    opt.step(params, pick(bbKeys, gs));
+  };
+  const mamlStep = (firstOrder: boolean, steps: number, metaBatch = 4) => {
+    const inner = (p: Params) => crossEntropy(full.apply(p, xs, train) as tf.Tensor2D, ys);
+    const adapt = (v: tf.Tensor[]): tf.Tensor[] => {
+      let fast = v;
+      for (let s = 0; s < steps; s++) {
+        const g = tf.grads((...u: tf.Tensor[]) => inner(pick(allKeys, u)))(fast);
+        fast = fast.map((t, i) => tf.sub(t, tf.mul(g[i]!, ALPHA)));
+      }
+      return fast;
+    };
+    const outerLoss = (fast: tf.Tensor[]) => crossEntropy(full.apply(pick(allKeys, fast), xq, train) as tf.Tensor2D, yq);
+    const total = tf.tidy(() => {
+      let acc: tf.Tensor[] | null = null;
+      for (let t = 0; t < metaBatch; t++) {
+        let g: tf.Tensor[];
+        if (firstOrder) {
+          // fast weights as constants: the meta-gradient is the query gradient at the fast weights
+          const fast = tf.tidy(() => adapt(allKeys.map((k) => params[k]!)));
+          g = tf.grads((...u: tf.Tensor[]) => outerLoss(u))(fast);
+          tf.dispose(fast);
+        } else {
+          g = tf.grads((...u: tf.Tensor[]) => outerLoss(adapt(u)))(allKeys.map((k) => params[k]!));
+        }
+        acc = acc ? acc.map((a, i) => tf.add(a, g[i]!)) : g;
+      }
+      return acc!;
+    });
+    opt.step(params, pick(allKeys, total));
+    tf.dispose(total);
+  };
+
+  const tfWork: Record<string, () => void> = {
+    conv4_fwd_batch80: fwd80,
+    conv4_fwd_bwd_batch80: fwdBwd80,
+    protonet_5w1s_episode: protonet,
+    fomaml_5w1s_metabatch4_1step: () => mamlStep(true, 1),
+    maml2_5w1s_metabatch4_1step: () => mamlStep(false, 1),
+    maml2_5w1s_metabatch4_5step: () => mamlStep(false, 5),
+  };
+  try {
+    for (const w of names) {
+      if (w === 'onnx_conv4_fwd_batch80') {
+        const model = exportOnnx(backbone, pick(bbKeys, bbKeys.map((k) => params[k]!)), { batchStats: true });
+        const runner = await OnnxRunner.create(model, opts.onnxThreads ? { intraOpNumThreads: opts.onnxThreads } : {});
+        const data = x80.dataSync() as Float32Array;
+        const ms = await timeitAsync(
+          async () => {
+            await runner.run(data, [80, 28, 28, 1]);
+          },
+          n,
+          warm,
+        );
+        await runner.release();
+        emit(w, 'onnxruntime', ms);
+      } else {
+        emit(w, backend, timeit(tfWork[w]!, n, warm));
+      }
+    }
+  } finally {
+    opt.dispose();
+    tf.dispose([...Object.values(params), x80, xs, xq]);
+    params = {};
+  }
+  return rows;
+}
+
+export { parseBenchArgs, BENCH_USAGE } from './args.js';

@@ -1,0 +1,11 @@
+/** Workload names of the benchmark, as in /work/shared/bench/torch_ref.py (+ the onnxruntime forward). */
+export const BENCH_WORKLOADS = [
+  'conv4_fwd_batch80',
+  'conv4_fwd_bwd_batch80',
+  'protonet_5w1s_episode',
+  'fomaml_5w1s_metabatch4_1step',
+  'maml2_5w1s_metabatch4_1step',
+  'maml2_5w1s_metabatch4_5step',
+  'onnx_conv4_fwd_batch80',
+] as const;
+export type BenchWorkload = (typeof BENCH_WORKLOADS)[number];
