@@ -1,0 +1,292 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  Rng,
+  dataToTensors,
+  exportOnnx,
+  tensorsToData,
+  type Checkpoint,
+  type Episode,
+  type Family,
+  type FewShotClassifier,
+  type LabeledSet,
+  type Layer,
+  type LearnerContext,
+  type MetaLearner,
+  type OnnxModel,
+  type Params,
+  type RngState,
+  type Sequential,
+  type StepResult,
+  type TensorData,
+} from '@metalearn/core';
+import { Adam, stepDecayLr } from './adam.js';
+import type { LrScheduleConfig, OptimizerConfig } from './embedding-learner.js';
+
+/** Options every {@link HeadedEmbeddingLearner} has. */
+export interface HeadedLearnerConfig {
+  optimizer: OptimizerConfig;
+  lrSchedule: LrScheduleConfig;
+}
+
+/** What a learner's forward pass may use inside the gradient tape. */
+export interface ForwardTools {
+  /**
+   * Embed a batch with the parameters being differentiated, in training mode (batch-norm batch
+   * statistics; the running statistics are updated, chained over calls).
+   */
+  embed(x: tf.Tensor): tf.Tensor2D;
+  /** the learner's training randomness (pair sampling, distortions); saved in checkpoints */
+  rng: Rng;
+}
+
+export interface HeadedEpisodeOutput {
+  /** scalar loss of the episode */
+  loss: tf.Scalar;
+  /** query logits [q, ways] (for the reported accuracy) */
+  logits: tf.Tensor2D;
+}
+
+/**
+ * Base of the metric learners whose episode head has trainable parameters of its own (Siamese:
+ * the weighted-L1 weights; TapNet: the attention network), next to a backbone. Parameters are one
+ * flat map: backbone keys plus head keys (`${headPrefix}.*`), all trained by Adam on the mean
+ * episode loss of the meta-batch. Adaptation embeds the support set in eval mode (batch-norm
+ * running statistics, as the exported ONNX graph does) and bakes the adapted state into a head
+ * layer appended to the backbone.
+ */
+export abstract class HeadedEmbeddingLearner<Cfg extends HeadedLearnerConfig> implements MetaLearner<Cfg> {
+  abstract readonly id: string;
+  readonly family: Family = 'metric';
+  protected params: Params;
+  protected buffers: Params;
+  protected readonly adam: Adam;
+  protected rng: Rng;
+
+  constructor(
+    readonly config: Cfg,
+    readonly ctx: LearnerContext,
+    readonly backbone: Sequential,
+    protected readonly initTag: string,
+  ) {
+    if (backbone.outputShape.length !== 1) {
+      throw new Error(`${initTag}: the backbone must produce flat embeddings, it gives per-example shape [${backbone.outputShape}]`);
+    }
+    const initRng = new Rng(`${ctx.seed}/${initTag}/init`);
+    this.params = { ...backbone.init(initRng), ...this.initHead(initRng.fork('head')) };
+    this.buffers = backbone.initState();
+    this.adam = new Adam(config.optimizer);
+    this.rng = new Rng(`${ctx.seed}/${initTag}/train`);
+  }
+
+  /** Embedding size d. */
+  get embeddingSize(): number {
+    return this.backbone.outputShape[0]!;
+  }
+
+  /** meta-updates applied so far */
+  get iterations(): number {
+    return this.adam.stepCount;
+  }
+
+  currentLr(): number {
+    return stepDecayLr(this.config.optimizer.lr, this.adam.stepCount, this.config.lrSchedule.every, this.config.lrSchedule.factor);
+  }
+
+  /** Fresh head parameters (full keys, e.g. `siamese.alpha`); must not collide with backbone keys. */
+  protected abstract initHead(rng: Rng): Params;
+
+  /** Shapes of the head parameters (full keys). */
+  protected abstract headShapes(): Record<string, number[]>;
+
+  /** Loss and query logits of one episode; `p` holds backbone and head parameters. */
+  protected abstract episodeForward(p: Params, ep: Episode, tools: ForwardTools): HeadedEpisodeOutput;
+
+  /** The adapted head layer and its state (new tensors owned by the caller) from the support embeddings. */
+  protected abstract adaptedHead(p: Params, embSupport: tf.Tensor2D, ySupport: Int32Array, ways: number): { head: Layer; state: Params };
+
+  /** A read-only view of the current parameters (backbone + head). */
+  get parameters(): Readonly<Params> {
+    return this.params;
+  }
+
+  /** Embed a batch with the current parameters (eval mode: batch-norm running statistics). */
+  embed(x: tf.Tensor): tf.Tensor2D {
+    return this.backbone.apply(this.params, x, { training: false, state: this.buffers }) as tf.Tensor2D;
+  }
+
+  metaTrainStep(batch: Episode[]): StepResult {
+    if (batch.length === 0) throw new Error(`${this.id}.metaTrainStep: empty meta-batch`);
+    const names = Object.keys(this.params).sort();
+    const lr = this.currentLr();
+    let state = this.buffers;
+    const created: Params[] = [];
+    const preds: tf.Tensor[] = [];
+    const rng = this.rng;
+    const f = (...ws: tf.Tensor[]): tf.Scalar => {
+      const p: Params = {};
+      names.forEach((k, i) => (p[k] = ws[i]!));
+      const embed = (x: tf.Tensor): tf.Tensor2D => {
+        const updates: Params = {};
+        const emb = this.backbone.apply(p, x, { training: true, state, updates }) as tf.Tensor2D;
+        if (Object.keys(updates).length > 0) {
+          created.push(updates);
+          state = updates;
+        }
+        return emb;
+      };
+      let total: tf.Scalar = tf.scalar(0);
+      for (const ep of batch) {
+        const out = this.episodeForward(p, ep, { embed, rng });
+        preds.push(tf.keep(tf.argMax(out.logits, 1)));
+        total = tf.add(total, out.loss);
+      }
+      return tf.div(total, batch.length) as tf.Scalar;
+    };
+    const { value, grads } = tf.tidy(() => tf.valueAndGrads(f)(names.map((k) => this.params[k]!)));
+    const loss = value.dataSync()[0]!;
+    value.dispose();
+    let correct = 0;
+    let total = 0;
+    preds.forEach((pr, i) => {
+      const y = batch[i]!.query.y;
+      const d = pr.dataSync();
+      for (let j = 0; j < y.length; j++) if (d[j] === y[j]) correct++;
+      total += y.length;
+      pr.dispose();
+    });
+    const accuracy = total ? correct / total : NaN;
+    const finalState = state;
+    let gradNorm = NaN;
+    if (Number.isFinite(loss)) gradNorm = Math.sqrt(tf.tidy(() => tf.addN(grads.map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
+    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+      // keep the last good parameters: no update, no new running statistics
+      tf.dispose(grads);
+      for (const u of created) tf.dispose(Object.values(u));
+      return { loss: Number.isFinite(loss) ? NaN : loss, accuracy, metrics: { lr, gradNorm } };
+    }
+    const gmap: Params = {};
+    names.forEach((k, i) => (gmap[k] = grads[i]!));
+    this.params = this.adam.step(this.params, gmap, lr);
+    tf.dispose(grads);
+    if (finalState !== this.buffers) {
+      for (const u of created) if (u !== finalState) tf.dispose(Object.values(u));
+      const merged: Params = { ...this.buffers };
+      for (const [k, t] of Object.entries(finalState)) {
+        merged[k]!.dispose();
+        merged[k] = t;
+      }
+      this.buffers = merged;
+    }
+    return { loss, accuracy, metrics: { lr, gradNorm } };
+  }
+
+  adapt(support: LabeledSet, ways: number): FewShotClassifier {
+    if (support.x.shape[0] !== support.y.length) throw new Error(`${this.id}.adapt: ${support.x.shape[0]} support inputs for ${support.y.length} labels`);
+    const backboneKeys = new Set(Object.keys(this.backbone.paramShapes()));
+    // the classifier owns clones so later training cannot dispose them
+    const params: Params = {};
+    for (const [k, t] of Object.entries(this.params)) if (backboneKeys.has(k)) params[k] = tf.clone(t);
+    const buffers: Params = {};
+    for (const [k, t] of Object.entries(this.buffers)) buffers[k] = tf.clone(t);
+    const emb = this.backbone.apply(params, support.x, { training: false, state: buffers }) as tf.Tensor2D;
+    let adapted: { head: Layer; state: Params };
+    try {
+      adapted = this.adaptedHead(this.params, emb, support.y, ways);
+    } catch (e) {
+      tf.dispose([...Object.values(params), ...Object.values(buffers)]);
+      throw e;
+    } finally {
+      emb.dispose();
+    }
+    const { head, state } = adapted;
+    const model = this.backbone.extend(head);
+    const all: Params = { ...params };
+    for (const [k, t] of Object.entries(state)) all[`${head.name}.${k}`] = t;
+    let disposed = false;
+    const learnerId = this.id;
+    return {
+      predict: (x: tf.Tensor) => {
+        if (disposed) throw new Error(`${learnerId}: classifier used after dispose()`);
+        return model.apply(all, x, { training: false, state: buffers });
+      },
+      toOnnx: (): OnnxModel => {
+        if (disposed) throw new Error(`${learnerId}: classifier used after dispose()`);
+        return exportOnnx(model, all, { state: buffers, graphName: `${learnerId}-adapted`, metadata: { learner: learnerId, ways: String(ways) } });
+      },
+      dispose: () => {
+        if (disposed) return;
+        disposed = true;
+        tf.dispose(Object.values(all));
+        tf.dispose(Object.values(buffers));
+      },
+    };
+  }
+
+  /** Extra JSON-able facts saved with the checkpoint (checked on load by {@link checkMeta}). */
+  protected checkpointMeta(): Record<string, unknown> {
+    return {};
+  }
+
+  /** Throw when a checkpoint's meta does not fit this learner. */
+  protected checkMeta(_meta: Record<string, unknown>): void {}
+
+  state(): Checkpoint {
+    const params: Record<string, TensorData> = { ...tensorsToData(this.params), ...tensorsToData(this.buffers) };
+    return {
+      format: 'metalearn-checkpoint',
+      version: 1,
+      learner: this.id,
+      config: this.config,
+      params,
+      optimizer: this.adam.state(),
+      rng: this.rng.state(),
+      progress: { iterations: this.adam.stepCount },
+      meta: { inputShape: this.ctx.inputShape, seed: this.ctx.seed, ...this.checkpointMeta() },
+    };
+  }
+
+  load(c: Checkpoint): void {
+    if (c.learner !== this.id) throw new Error(`${this.id}.load: checkpoint is for learner '${c.learner}'`);
+    this.checkMeta(c.meta ?? {});
+    const stateKeys = this.backbone.stateShapes();
+    const headShapes = this.headShapes();
+    const bbData: Record<string, TensorData> = {};
+    const headData: Record<string, TensorData> = {};
+    const bufData: Record<string, TensorData> = {};
+    for (const [k, v] of Object.entries(c.params)) (k in stateKeys ? bufData : k in headShapes ? headData : bbData)[k] = v;
+    const problems: string[] = [];
+    for (const [k, s] of Object.entries(headShapes)) {
+      const d = headData[k];
+      if (!d) problems.push(`missing head parameter '${k}'`);
+      else if (d.shape.length !== s.length || d.shape.some((x, i) => x !== s[i])) problems.push(`head parameter '${k}' has shape [${d.shape}], expected [${s}]`);
+    }
+    if (problems.length) throw new Error(`${this.id}.load: checkpoint does not fit this learner: ${problems.join('; ')}`);
+    const p = dataToTensors(bbData);
+    const b = dataToTensors(bufData);
+    try {
+      this.backbone.checkParams(p, 'params');
+      this.backbone.checkParams(b, 'state');
+    } catch (e) {
+      tf.dispose([...Object.values(p), ...Object.values(b)]);
+      throw new Error(`${this.id}.load: checkpoint does not fit this learner's backbone: ${(e as Error).message}`);
+    }
+    const h = dataToTensors(headData);
+    tf.dispose([...Object.values(this.params), ...Object.values(this.buffers)]);
+    this.params = { ...p, ...h };
+    this.buffers = b;
+    this.adam.load(c.optimizer ?? { t: 0 });
+    if (c.rng) this.rng = Rng.fromState(c.rng as RngState);
+  }
+
+  dispose(): void {
+    tf.dispose([...Object.values(this.params), ...Object.values(this.buffers)]);
+    this.params = {};
+    this.buffers = {};
+    this.adam.dispose();
+  }
+}
+
+/** Numerically stable binary cross-entropy with logits, elementwise: softplus(z) − t·z. */
+export function bceWithLogits(z: tf.Tensor, t: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.sub(tf.add(tf.relu(z), tf.log(tf.add(1, tf.exp(tf.neg(tf.abs(z)))))), tf.mul(t, z)));
+}
