@@ -11,3 +11,12 @@ export * from './matching.js';
 
 registerLearner(protoNetFactory);
 registerLearner(matchingNetFactory);
+
+export * from './siamese-learner-base.js';
+export * from './siamese-distort.js';
+export * from './siamese.js';
+export * from './tapnet.js';
+import { siameseFactory } from './siamese.js';
+import { tapNetFactory } from './tapnet.js';
+registerLearner(siameseFactory);
+registerLearner(tapNetFactory);

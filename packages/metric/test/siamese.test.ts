@@ -117,10 +117,11 @@ describe('Siamese learner on synthetic glyphs (wasm, Conv-4 with 8 filters)', ()
     for (let i = 0; i < 6; i++) for (let c = 0; c < 3; c++) expect(got[i]![c]!).toBeCloseTo(want[i]![c]!, 4);
     const onnx = clf.toOnnx();
     const runner = await OnnxRunner.create(onnx);
-    const out = await runner.runTensor(ep!.query.x);
+    const out = await runner.run(ep!.query.x.dataSync() as Float32Array, [...ep!.query.x.shape]);
     await runner.release();
     expect(out.shape).toEqual([6, 3]);
     expect(maxAbsDiff(out, { data: logits.dataSync() as Float32Array, shape: [6, 3] })).toBeLessThanOrEqual(1e-4);
+    expect(Math.max(...Array.from(logits.dataSync()).map(Math.abs))).toBeGreaterThan(0.05);
     tf.dispose([logits, es, eq]);
     clf.dispose();
     ep!.dispose!();
