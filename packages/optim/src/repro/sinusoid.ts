@@ -9,7 +9,7 @@
  * matMul), so one inner step for all T tasks is one set of ops; the meta-gradient w.r.t. the shared
  * θ is exact (second order) because the tasks' fast weights are θ tiled over T minus α·(per-task grad).
  *
- *   node packages/optim/dist/repro/sinusoid.js --k 5 --iters 20000 --out results/sinusoid
+ *   node packages/optim/dist/repro/sinusoid.js --k 5 --iters 20000 [--pretrain-iters N] --out results/sinusoid
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, initEngine } from '@metalearn/core';
@@ -117,6 +117,7 @@ export function evaluateSteps(net: FunctionalNet, theta: Params, b: Batch, alpha
 export interface SinusoidResult {
   k: number;
   iters: number;
+  pretrainIters: number;
   metaBatch: number;
   alpha: number;
   evalTasks: number;
@@ -127,7 +128,7 @@ export interface SinusoidResult {
   curve: [number, number][];
 }
 
-export async function runSinusoid(o: { k: number; iters: number; metaBatch: number; alpha: number; metaLr: number; evalTasks: number; seed: number; backend?: 'cpu' | 'wasm'; log?: (s: string) => void }): Promise<SinusoidResult> {
+export async function runSinusoid(o: { k: number; iters: number; pretrainIters?: number; metaBatch: number; alpha: number; metaLr: number; evalTasks: number; seed: number; backend?: 'cpu' | 'wasm'; log?: (s: string) => void }): Promise<SinusoidResult> {
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
   await initEngine({ backend: o.backend ?? 'cpu', quiet: true });
   const net = taskBatchedMlp([1, 40, 40, 1]);
@@ -172,7 +173,8 @@ export async function runSinusoid(o: { k: number; iters: number; metaBatch: numb
   let pre: Params = Object.fromEntries(keys.map((k) => [k, tf.clone(init[k]!)]));
   const adam2 = new Adam({ lr: o.metaLr });
   const preRng = rng.fork('pretrain');
-  for (let it = 1; it <= o.iters; it++) {
+  const pretrainIters = o.pretrainIters ?? o.iters;
+  for (let it = 1; it <= pretrainIters; it++) {
     const b = sampleBatch(preRng, o.metaBatch, o.k, o.k);
     const grads = tf.tidy(() => tf.grads((...ts: tf.Tensor[]) => mse(net.apply(tileParams(fromList(keys, ts), o.metaBatch), b.xq, { training: true }), b.yq))(toList(pre, keys)));
     const next = adam2.step(pre, fromList(keys, grads));
@@ -190,14 +192,15 @@ export async function runSinusoid(o: { k: number; iters: number; metaBatch: numb
   adam.dispose();
   adam2.dispose();
   const paper: Record<string, number> = o.k === 5 ? { step1: 0.67, step5: 0.38, step10: 0.35 } : {};
-  return { k: o.k, iters: o.iters, metaBatch: o.metaBatch, alpha: o.alpha, evalTasks: o.evalTasks, msPerIter, maml, pretrained, paper, curve };
+  return { k: o.k, iters: o.iters, pretrainIters, metaBatch: o.metaBatch, alpha: o.alpha, evalTasks: o.evalTasks, msPerIter, maml, pretrained, paper, curve };
 }
 
 async function main() {
-  const a = parseArgs(process.argv.slice(2), { k: 5, iters: 20000, 'meta-batch': 25, alpha: 0.01, 'meta-lr': 0.001, 'eval-tasks': 1000, seed: 1, out: 'results/sinusoid', backend: 'cpu' });
+  const a = parseArgs(process.argv.slice(2), { k: 5, iters: 20000, 'pretrain-iters': 0, 'meta-batch': 25, alpha: 0.01, 'meta-lr': 0.001, 'eval-tasks': 1000, seed: 1, out: 'results/sinusoid', backend: 'cpu' });
   const r = await runSinusoid({
     k: a.k as number,
     iters: a.iters as number,
+    pretrainIters: (a['pretrain-iters'] as number) || undefined,
     metaBatch: a['meta-batch'] as number,
     alpha: a.alpha as number,
     metaLr: a['meta-lr'] as number,
@@ -216,7 +219,7 @@ async function main() {
   writeOut(out, `sinusoid-k${r.k}-steps.svg`, lineChart(`Sinusoid K=${r.k}: query MSE after n SGD steps (α=${r.alpha})`, 'inner steps at test', 'MSE', series, { logY: true }));
   writeOut(out, `sinusoid-k${r.k}-curve.svg`, lineChart(`Sinusoid K=${r.k}: MAML meta-training loss`, 'iteration', 'post-update query MSE', [{ name: 'meta-loss', points: r.curve }], { logY: true }));
   const f = (v: number | undefined) => (v === undefined ? '–' : v.toFixed(3));
-  console.log(`sinusoid K=${r.k}, ${r.iters} iterations × ${r.metaBatch} tasks (${r.msPerIter.toFixed(1)} ms/iter), ${r.evalTasks} test tasks`);
+  console.log(`sinusoid K=${r.k}, ${r.iters} iterations × ${r.metaBatch} tasks (${r.msPerIter.toFixed(1)} ms/iter), pretrained baseline ${r.pretrainIters} iterations, ${r.evalTasks} test tasks`);
   console.log(`steps        1      5      10`);
   console.log(`MAML        ${f(r.maml[1])}  ${f(r.maml[5])}  ${f(r.maml[10])}`);
   console.log(`pretrained  ${f(r.pretrained[1])}  ${f(r.pretrained[5])}  ${f(r.pretrained[10])}`);
