@@ -31,7 +31,6 @@ import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';
 import { datasetIds, datasetSchema, openDataset } from './datasets.js';
-import { applyFastGradients } from './fast-gradients.js';
 import { Progress, formatDuration } from './progress.js';
 import { renderReport } from './report.js';
 import { loadPipeline, type PipelineConfig } from './validate.js';
@@ -154,7 +153,6 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
 
   // 2. engine, data, learner
   const engine = await initEngine({ quiet: true });
-  applyFastGradients();
   const ds = await openDataset(cfg.data.dataset, cfg.data.options, file);
   const evalDs: ClassDataset = cfg.evaluate.dataset ? await openDataset(cfg.evaluate.dataset.dataset, cfg.evaluate.dataset.options, file) : ds;
   const testSplit = cfg.evaluate.dataset ? cfg.evaluate.dataset.split : cfg.data.testSplit;
