@@ -337,7 +337,8 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   const ortScorer = async (ep: Episode): Promise<number> => {
     const clf = learner.adapt(ep.support, ep.ways);
     try {
-      const runner = await OnnxRunner.create(clf.toOnnx());
+      // one thread: a small batch per session, less overhead, and results independent of the core count
+      const runner = await OnnxRunner.create(clf.toOnnx(), { intraOpNumThreads: 1 });
       try {
         const r = await runner.run(ep.query.x.dataSync() as Float32Array, [...ep.query.x.shape]);
         return accuracy(argmaxRows(r.data, r.shape[0]!, r.shape[1]!), ep.query.y);
