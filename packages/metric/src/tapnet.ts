@@ -280,7 +280,7 @@ export function prototypeSeparation(protos: tf.Tensor2D): tf.Scalar {
  * block 1 → shared conv blocks → global average pooling, concatenated over groups, + mean LSTM
  * hidden state, → fully connected mapping. Classification: attention-weighted prototypes of the
  * support embeddings, logits = −squared Euclidean distance. Loss: query cross-entropy +
- * λ · prototype-separation term. See the package README for where this departs from the paper.
+ * λ · prototype-separation term. See siamese-tapnet.md (package folder) for where this departs from the paper.
  */
 export class TapNet extends HeadedEmbeddingLearner<TapNetConfig> {
   readonly id = 'tapnet';
