@@ -33,7 +33,7 @@ import '@metalearn/memory';
 import { datasetIds, datasetSchema, openDataset } from './datasets.js';
 import { Progress, formatDuration } from './progress.js';
 import { renderReport } from './report.js';
-import { loadPipeline, type PipelineConfig } from './validate.js';
+import { PipelineValidationError, loadPipeline, type PipelineConfig } from './validate.js';
 
 export interface RunOptions {
   /** output directory (default: runs/<pipeline file name>) */
@@ -157,19 +157,27 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   const evalDs: ClassDataset = cfg.evaluate.dataset ? await openDataset(cfg.evaluate.dataset.dataset, cfg.evaluate.dataset.options, file) : ds;
   const testSplit = cfg.evaluate.dataset ? cfg.evaluate.dataset.split : cfg.data.testSplit;
   const checkSplit = (d: ClassDataset, split: string, ptr: string): void => {
-    if (!(split in d.splits)) throw new Error(`${path.basename(file)} ${ptr}: dataset '${d.name}' has no split '${split}' (allowed: ${Object.keys(d.splits).join(', ')})`);
+    if (!(split in d.splits)) throw new PipelineValidationError(file, [{ path: ptr, message: `dataset '${d.name}' has no split '${split}'`, allowed: Object.keys(d.splits) }]);
   };
   checkSplit(ds, cfg.data.trainSplit, '/data/trainSplit');
   checkSplit(ds, cfg.data.valSplit, '/data/valSplit');
   checkSplit(evalDs, testSplit, cfg.evaluate.dataset ? '/evaluate/dataset/split' : '/data/testSplit');
   if (evalDs.featureShape.join('x') !== ds.featureShape.join('x')) {
-    throw new Error(`${path.basename(file)} /evaluate/dataset: its examples have shape [${evalDs.featureShape}], the training data [${ds.featureShape}]; the learner needs one input shape`);
+    throw new PipelineValidationError(file, [{ path: '/evaluate/dataset', message: `its examples have shape [${evalDs.featureShape}], the training data [${ds.featureShape}]; the learner needs one input shape` }]);
   }
   const trainSpec = { ways: cfg.episodes.ways, shots: cfg.episodes.shots, queries: cfg.episodes.queries };
   const evalSpec = { ways: cfg.evaluate.ways, shots: cfg.evaluate.shots, queries: cfg.evaluate.queries };
-  const trainSampler = new EpisodeSampler(ds, cfg.data.trainSplit, trainSpec, `${seed}/train`);
-  const valSampler = new EpisodeSampler(ds, cfg.data.valSplit, evalSpec, `${seed}/val`);
-  const testSampler = new EpisodeSampler(evalDs, testSplit, evalSpec, `${seed}/test`);
+  // episode specs that the data cannot serve are pipeline errors (exit 2, nothing written)
+  const sampler = (d: ClassDataset, split: string, spec: typeof trainSpec, tag: string, ptr: string): EpisodeSampler => {
+    try {
+      return new EpisodeSampler(d, split, spec, `${seed}/${tag}`);
+    } catch (e) {
+      throw new PipelineValidationError(file, [{ path: ptr, message: `${(e as Error).message} (${tag} episodes: ${spec.ways}-way ${spec.shots}-shot ${spec.queries} queries from split '${split}')` }]);
+    }
+  };
+  const trainSampler = sampler(ds, cfg.data.trainSplit, trainSpec, 'train', '/episodes');
+  const valSampler = sampler(ds, cfg.data.valSplit, evalSpec, 'val', '/evaluate');
+  const testSampler = sampler(evalDs, testSplit, evalSpec, 'test', '/evaluate');
   const factory = getLearner(cfg.learner.id);
   const { id: _id, ...learnerOptions } = cfg.learner;
   const learner: MetaLearner = factory.create(learnerOptions, { inputShape: [...ds.featureShape], seed });
