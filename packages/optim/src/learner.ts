@@ -294,7 +294,10 @@ export class OptimLearner implements MetaLearner<OptimConfig> {
     const { net } = splitMeta(this.meta);
     const y = tf.tensor1d(support.y, 'int32');
     try {
-      const fast = innerLoop(this.spec(steps), net, support.x, y, false, this.evalLrs(steps));
+      const spec = this.spec(steps);
+      // iMAML adapts at test time on the same proximal-regularised inner problem it was trained with
+      if (this.id === 'imaml') spec.proximal = { lambda: this.config.lambda ?? 2, anchor: net };
+      const fast = innerLoop(spec, net, support.x, y, false, this.evalLrs(steps));
       // own every tensor of the result (the non-adapted keys are the meta-parameters themselves)
       const out: Params = {};
       for (const k of Object.keys(fast)) out[k] = fast[k] === net[k] ? tf.clone(fast[k]!) : fast[k]!;
