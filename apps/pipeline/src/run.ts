@@ -180,7 +180,12 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   const testSampler = sampler(evalDs, testSplit, evalSpec, 'test', '/evaluate');
   const factory = getLearner(cfg.learner.id);
   const { id: _id, ...learnerOptions } = cfg.learner;
-  const learner: MetaLearner = factory.create(learnerOptions, { inputShape: [...ds.featureShape], seed });
+  let learner: MetaLearner;
+  try {
+    learner = factory.create(learnerOptions, { inputShape: [...ds.featureShape], seed });
+  } catch (e) {
+    throw new PipelineValidationError(file, [{ path: '/learner', message: `cannot build '${factory.id}' for examples of shape [${ds.featureShape}]: ${(e as Error).message}` }]);
+  }
 
   // 3. output directory, resume
   let startIteration = 0;
