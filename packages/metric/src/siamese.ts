@@ -142,10 +142,11 @@ export class SiameseNet extends HeadedEmbeddingLearner<SiameseConfig> {
   }
 
   protected initHead(rng: Rng): Params {
-    // PyTorch Linear(d, 1) default init: U(±1/√d) for weight and bias
+    // α_j ~ U(−2/d, 0), β = 0: z starts as minus the mean absolute difference, so the untrained
+    // network already ranks by L1 nearness (a sign-symmetric init such as PyTorch's Linear default
+    // starts out ranking the *least* similar support example first about half the time)
     const d = this.backbone.outputShape[0]!;
-    const b = 1 / Math.sqrt(d);
-    return { 'siamese.alpha': tf.tensor1d(rng.uniformArray(d, -b, b)), 'siamese.bias': tf.scalar(rng.uniform(-b, b)) };
+    return { 'siamese.alpha': tf.tensor1d(rng.uniformArray(d, -2 / d, 0)), 'siamese.bias': tf.scalar(0) };
   }
 
   protected episodeForward(p: Params, ep: Episode, tools: ForwardTools): HeadedEpisodeOutput {
