@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Subject } from 'rxjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main, runPipeline, RunInterrupted, loadPipeline, PipelineValidationError } from '../src/index.js';
@@ -84,6 +85,18 @@ describe('metalearn validate', () => {
     expect(await main(['run', bad, '--out', out], c4.io)).toBe(2);
     expect(fs.existsSync(out)).toBe(false);
     expect(fs.readdirSync(tmp).sort()).toEqual([...before, 'bad2.yaml', 'bad3.yaml'].sort());
+  });
+
+  const cli = path.resolve(__dirname, '../dist/cli.js');
+  it.skipIf(!fs.existsSync(cli))('the built binary (dist/cli.js) exits 2 on an invalid file and 0 on the default example', () => {
+    expect(fs.readFileSync(cli, 'utf8').startsWith('#!/usr/bin/env node')).toBe(true);
+    const bad = writeFile('bin-bad.yaml', 'data: { dataset: synthetic-glyphs }\nlearner: { id: protonet }\ntrain: { metaBatch: 0 }\n');
+    const r = spawnSync(process.execPath, [cli, 'validate', bad], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/bin-bad\.yaml:3 \/train\/metaBatch: must be >= 1/);
+    const ok = spawnSync(process.execPath, [cli, 'validate', path.resolve(__dirname, '../../../examples/default.yaml')], { encoding: 'utf8' });
+    expect(ok.status).toBe(0);
+    fs.rmSync(bad);
   });
 
   it('accepts the default example and fills defaults', async () => {
