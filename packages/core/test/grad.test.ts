@@ -51,18 +51,22 @@ beforeAll(async () => {
 });
 
 describe('conv2d gradients (forward-conv rule) on wasm', () => {
-  const cases: { s: number; pad: 'same' | 'valid'; h: number; w: number; k: number }[] = [
+  const cases: { s: number; pad: 'same' | 'valid'; h: number; w: number; k: number; cin?: number }[] = [
     { s: 1, pad: 'same', h: 6, w: 5, k: 3 },
     { s: 2, pad: 'same', h: 7, w: 6, k: 3 },
     { s: 1, pad: 'valid', h: 6, w: 7, k: 3 },
     { s: 2, pad: 'valid', h: 7, w: 8, k: 3 },
     { s: 2, pad: 'same', h: 8, w: 8, k: 2 },
+    // >= 16 input channels: the filter gradient takes the forward-convolution path
+    { s: 1, pad: 'same', h: 5, w: 5, k: 3, cin: 16 },
+    { s: 2, pad: 'valid', h: 7, w: 6, k: 3, cin: 16 },
   ];
   for (const c of cases) {
-    it(`stride ${c.s}, ${c.pad}, ${c.h}x${c.w}, k=${c.k}: first order and HVP`, () => {
+    it(`stride ${c.s}, ${c.pad}, ${c.h}x${c.w}, k=${c.k}, cin=${c.cin ?? 3}: first order and HVP`, () => {
       const rng = new Rng(`conv-${c.s}-${c.pad}-${c.h}-${c.k}`);
-      const x = randn(rng, [2, c.h, c.w, 3]);
-      const w = randn(rng, [c.k, c.k, 3, 4], 0.3);
+      const cin = c.cin ?? 3;
+      const x = randn(rng, [2, c.h, c.w, cin]);
+      const w = randn(rng, [c.k, c.k, cin, 4], 0.3 / Math.sqrt(cin / 3));
       // tanh keeps the function non-linear in (x, w) so the Hessian has curvature in every block
       const rows = gradCheck((p) => tf.tanh(conv2d(p[0] as tf.Tensor4D, p[1] as tf.Tensor4D, c.s, c.pad)), [x, w], {
         rng,

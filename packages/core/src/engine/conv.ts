@@ -111,12 +111,14 @@ export function conv2dInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D, xShape: re
 }
 
 /**
- * Gradient of conv2d with respect to its filter. Small kernels (<= 3x3): one [inC, M] x [M, outC]
- * matmul per filter tap over shifted views of the channels-first input (much faster on wasm than a
- * convolution with a [outH, outW] filter); larger kernels: one forward convolution.
+ * Gradient of conv2d with respect to its filter. Small kernels (<= 3x3) on few input channels (< 16):
+ * one [inC, M] x [M, outC] matmul per filter tap over shifted views of the channels-first input;
+ * otherwise one forward convolution (input channels as batch, dy as the filter).
  */
 export function conv2dFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: readonly number[], g: ConvGeometry): tf.Tensor4D {
-  if (g.kh * g.kw > 9) return conv2dFilterGradConv(x, dy, filterShape, g);
+  // measured on wasm (Conv-4 shapes): the per-tap matmuls win for few input channels, the
+  // single convolution for many
+  if (g.kh * g.kw > 9 || x.shape[3] >= 16) return conv2dFilterGradConv(x, dy, filterShape, g);
   const [n, , , cin] = x.shape;
   const cout = dy.shape[3];
   const m = n * g.outH * g.outW;
