@@ -8,3 +8,4 @@ export * from './checkpoint.js';
 export * from './rx/index.js';
 export * from './nn/index.js';
 export * from './onnx/index.js';
+export * from './optim/adam.js';

@@ -2,7 +2,6 @@ export * from './types.js';
 export * from './params.js';
 export * from './losses.js';
 export * from './inner.js';
-export * from './adam.js';
 export * from './maml.js';
 export * from './imaml.js';
 export * from './reptile.js';

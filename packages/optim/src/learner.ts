@@ -19,7 +19,7 @@ import {
   type Sequential,
   type StepResult,
 } from '@metalearn/core';
-import { Adam } from './adam.js';
+import { Adam } from '@metalearn/core';
 import { getInnerOptimizer } from './inner.js';
 import { imamlTaskGrad } from './imaml.js';
 import { accuracyOf, crossEntropy } from './losses.js';

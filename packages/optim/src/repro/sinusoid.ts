@@ -13,7 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, initEngine } from '@metalearn/core';
-import { Adam } from '../adam.js';
+import { Adam } from '@metalearn/core';
 import { innerLoop } from '../maml.js';
 import { mse } from '../losses.js';
 import { fromList, keysOf, toList } from '../params.js';

@@ -1,0 +1,128 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { dataToTensor, tensorToData } from '../checkpoint.js';
+import type { TensorData } from '../contracts.js';
+
+type TensorMap = Record<string, tf.Tensor>;
+
+export interface AdamOptions {
+  /** learning rate (default 1e-3) */
+  lr: number;
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  /** L2 weight decay added to the gradient (PyTorch Adam's `weight_decay`; default 0) */
+  weightDecay: number;
+  /** clip the global gradient norm to this value before the update (0: no clipping) */
+  clipNorm: number;
+}
+
+export const ADAM_DEFAULTS: AdamOptions = { lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0, clipNorm: 0 };
+
+/**
+ * Functional Adam (Kingma & Ba 2015, bias-corrected, as torch.optim.Adam) over a map of named
+ * parameter tensors — the outer (meta) optimiser of every learner family. `step` returns a new map
+ * of new tensors (parameters without a gradient are cloned) and leaves the inputs to the caller.
+ * The moments are owned here and round-trip through {@link state} / {@link load}, so a resumed run
+ * continues bit-for-bit.
+ */
+export class Adam {
+  readonly opts: AdamOptions;
+  private m: TensorMap = {};
+  private v: TensorMap = {};
+  private t = 0;
+
+  constructor(opts: Partial<AdamOptions> = {}) {
+    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
+    this.opts = { ...ADAM_DEFAULTS, ...given };
+  }
+
+  /** number of updates done */
+  get stepCount(): number {
+    return this.t;
+  }
+
+  /**
+   * One update with learning rate `lr` (default: the configured one). A gradient for a key missing
+   * from `params` is an error.
+   */
+  step(params: TensorMap, grads: TensorMap, lr = this.opts.lr): TensorMap {
+    const { beta1, beta2, epsilon, weightDecay, clipNorm } = this.opts;
+    for (const k of Object.keys(grads)) if (!params[k]) throw new Error(`Adam.step: gradient for unknown parameter '${k}'`);
+    this.t++;
+    let scale = 1;
+    if (clipNorm > 0) {
+      const nt = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
+      const n = Math.sqrt(nt.dataSync()[0]!);
+      nt.dispose();
+      if (n > clipNorm) scale = clipNorm / n;
+    }
+    const bc1 = 1 - beta1 ** this.t;
+    const bc2 = 1 - beta2 ** this.t;
+    const out: TensorMap = {};
+    for (const k of Object.keys(params).sort()) {
+      const p = params[k]!;
+      const g0 = grads[k];
+      if (!g0) {
+        out[k] = tf.clone(p);
+        continue;
+      }
+      const [np, nm, nv] = tf.tidy(() => {
+        let g = scale === 1 ? g0 : tf.mul(g0, scale);
+        if (weightDecay > 0) g = tf.add(g, tf.mul(p, weightDecay));
+        const m = tf.add(tf.mul(this.m[k] ?? tf.zerosLike(p), beta1), tf.mul(g, 1 - beta1));
+        const v = tf.add(tf.mul(this.v[k] ?? tf.zerosLike(p), beta2), tf.mul(tf.square(g), 1 - beta2));
+        const denom = tf.add(tf.div(tf.sqrt(v), Math.sqrt(bc2)), epsilon);
+        return [tf.sub(p, tf.div(tf.mul(m, lr / bc1), denom)), m, v];
+      });
+      this.m[k]?.dispose();
+      this.v[k]?.dispose();
+      this.m[k] = nm!;
+      this.v[k] = nv!;
+      out[k] = np!;
+    }
+    return out;
+  }
+
+  /** Moments and step count, JSON-able (keys `m/<param>`, `v/<param>`, `t`). */
+  state(): Record<string, TensorData | number> {
+    const s: Record<string, TensorData | number> = { t: this.t };
+    for (const k of Object.keys(this.m).sort()) {
+      s[`m/${k}`] = tensorToData(this.m[k]!);
+      s[`v/${k}`] = tensorToData(this.v[k]!);
+    }
+    return s;
+  }
+
+  load(s: Record<string, TensorData | number>): void {
+    const t = s['t'];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0) throw new Error(`Adam.load: optimiser state needs an integer step count 't', got ${JSON.stringify(t)}`);
+    for (const key of Object.keys(s)) {
+      if (key === 't') continue;
+      const kind = key.slice(0, 2);
+      if ((kind !== 'm/' && kind !== 'v/') || typeof s[key] === 'number') throw new Error(`Adam.load: unexpected optimiser state entry '${key}'`);
+    }
+    this.disposeMoments();
+    this.t = t;
+    for (const [key, val] of Object.entries(s)) {
+      if (key === 't') continue;
+      (key.startsWith('m/') ? this.m : this.v)[key.slice(2)] = dataToTensor(val as TensorData);
+    }
+  }
+
+  private disposeMoments(): void {
+    for (const x of [...Object.values(this.m), ...Object.values(this.v)]) x.dispose();
+    this.m = {};
+    this.v = {};
+  }
+
+  dispose(): void {
+    this.disposeMoments();
+    this.t = 0;
+  }
+}
+
+/** Step learning-rate schedule: `lr · factor^floor(iteration / every)` (every <= 0: constant). */
+export function stepDecayLr(lr: number, iteration: number, every: number, factor = 0.5): number {
+  if (every <= 0) return lr;
+  return lr * factor ** Math.floor(iteration / every);
+}
