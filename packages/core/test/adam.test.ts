@@ -76,3 +76,13 @@ describe('Adam', () => {
     expect(stepDecayLr(1e-3, 4000, 0)).toBe(1e-3);
   });
 });
+
+describe('maxAbsDiff', () => {
+  it('compares tensors and arrays and refuses values it cannot read', async () => {
+    const { maxAbsDiff } = await import('../src/index.js');
+    const a = tf.tensor2d([[1, 2], [3, 4]]);
+    expect(maxAbsDiff(a, { data: Float32Array.from([1, 2, 3, 4.5]), shape: [2, 2] })).toBeCloseTo(0.5, 6);
+    // a method in place of data (e.g. a tensor's .data) must not read as "no difference"
+    expect(() => maxAbsDiff({ data: (a as unknown as { data: Float32Array }).data, shape: [2, 2] }, a)).toThrow(/first argument is not an array of 4 values/);
+  });
+});

@@ -139,8 +139,19 @@ function toShaped(x: tf.Tensor | ShapedData): ShapedData {
   return x;
 }
 
-/** Largest |a - b| over two equally shaped arrays (throws on shape mismatch). */
-export function maxAbsDiff(a: ShapedData, b: ShapedData): number {
+/**
+ * Largest |a - b| over two equally shaped arrays or tensors (throws on shape or length mismatch, so
+ * a wrongly typed argument can never compare as "equal").
+ */
+export function maxAbsDiff(a0: ShapedData | tf.Tensor, b0: ShapedData | tf.Tensor): number {
+  const a = toShaped(a0);
+  const b = toShaped(b0);
+  for (const [x, what] of [[a, 'first'], [b, 'second']] as const) {
+    const n = x.shape.reduce((p, d) => p * d, 1);
+    if (!(ArrayBuffer.isView(x.data) || Array.isArray(x.data)) || x.data.length !== n) {
+      throw new Error(`maxAbsDiff: ${what} argument is not an array of ${n} values for shape [${x.shape}]`);
+    }
+  }
   if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
     throw new Error(`maxAbsDiff: shapes differ: [${a.shape}] vs [${b.shape}]`);
   }
