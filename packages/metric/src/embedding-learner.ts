@@ -18,10 +18,12 @@ import {
   type StepResult,
   type TensorData,
 } from '@metalearn/core';
-import { Adam, stepDecayLr, type AdamOptions } from './adam.js';
+import { Adam, stepDecayLr, type AdamOptions } from '@metalearn/core';
 import { backboneSchema, buildBackbone, type BackboneConfig } from './backbone.js';
 
-export interface OptimizerConfig extends AdamOptions {}
+export interface OptimizerConfig extends Omit<AdamOptions, 'clipNorm'> {
+  clipNorm?: number;
+}
 
 export interface LrScheduleConfig {
   /** halve (× factor) the learning rate every this many meta-updates; 0 = constant */
@@ -183,7 +185,9 @@ export abstract class EmbeddingLearner<Cfg extends EmbeddingLearnerConfig> imple
     }
     const gmap: Params = {};
     names.forEach((k, i) => (gmap[k] = grads[i]!));
-    this.params = this.adam.step(this.params, gmap, lr);
+    const previous = this.params;
+    this.params = this.adam.step(previous, gmap, lr);
+    tf.dispose(Object.values(previous));
     tf.dispose(grads);
     if (finalState !== this.buffers) {
       for (const u of created) if (u !== finalState) tf.dispose(Object.values(u));

@@ -2,7 +2,6 @@ import { registerLearner } from '@metalearn/core';
 import { protoNetFactory } from './protonet.js';
 import { matchingNetFactory } from './matching.js';
 
-export * from './adam.js';
 export * from './heads.js';
 export * from './backbone.js';
 export * from './embedding-learner.js';

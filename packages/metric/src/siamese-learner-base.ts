@@ -19,7 +19,7 @@ import {
   type StepResult,
   type TensorData,
 } from '@metalearn/core';
-import { Adam, stepDecayLr } from './adam.js';
+import { Adam, stepDecayLr } from '@metalearn/core';
 import type { LrScheduleConfig, OptimizerConfig } from './embedding-learner.js';
 
 /** Options every {@link HeadedEmbeddingLearner} has. */
@@ -166,7 +166,9 @@ export abstract class HeadedEmbeddingLearner<Cfg extends HeadedLearnerConfig> im
     }
     const gmap: Params = {};
     names.forEach((k, i) => (gmap[k] = grads[i]!));
-    this.params = this.adam.step(this.params, gmap, lr);
+    const previous = this.params;
+    this.params = this.adam.step(previous, gmap, lr);
+    tf.dispose(Object.values(previous));
     tf.dispose(grads);
     if (finalState !== this.buffers) {
       for (const u of created) if (u !== finalState) tf.dispose(Object.values(u));
