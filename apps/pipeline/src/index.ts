@@ -4,3 +4,5 @@ export * from './report.js';
 export * from './progress.js';
 export * from './datasets.js';
 export * from './main.js';
+export * from './commands.js';
+export * from './inputs.js';

@@ -4,6 +4,8 @@ import { listLearners, type BackendName } from '@metalearn/core';
 import { EXIT, NonFiniteLossErrorWithCheckpoint, RunInterrupted, runPipeline, summaryLines } from './run.js';
 import { PipelineValidationError, loadPipeline } from './validate.js';
 import { datasetIds, datasetSchema } from './datasets.js';
+import { InputError, bench, evalCheckpoint, exportCheckpoint, predictOnnx } from './commands.js';
+import { BENCH_USAGE, formatPercentCI, parseBenchArgs, type BenchOptions } from '@metalearn/core';
 import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';
@@ -14,6 +16,12 @@ usage:
   metalearn run <pipeline.yaml|json> [--out DIR] [--resume] [--seed N] [--plain]
   metalearn validate <pipeline.yaml|json>
   metalearn list
+  metalearn eval <checkpoint> [--episodes N] [--ways N] [--shots N] [--queries N]
+                 [--data <pipeline file | dataset config>] [--engine onnxruntime|tfjs] [--seed N] [--json]
+  metalearn export <checkpoint> --support <class-folder | episode-set.json | support.json>
+                 --out model.onnx [--data FILE] [--episode I] [--tolerance T]
+  metalearn predict <model.onnx> <input.png | inputs.json | inputs.npy>... [--json]
+  metalearn bench [--json] [--workloads a,b] [--iterations N] [--warmup N] [--backend B] [--onnx-threads N]
   metalearn --help
 
 run       train, evaluate (mean ± 95% CI), export ONNX, write DIR/{metrics.jsonl, checkpoints/,
@@ -21,45 +29,107 @@ run       train, evaluate (mean ± 95% CI), export ONNX, write DIR/{metrics.json
           --resume continues from it.
 validate  check a pipeline file against the schema (exit 2 with every error on failure)
 list      registered learners, datasets and compute backends
+eval      accuracy (mean ± 95% CI) of a checkpoint (file, or a run directory: its LATEST) on test
+          episodes drawn as run draws them (same seed, same figure); data from the pipeline the
+          checkpoint records, or --data
+export    adapt the checkpoint's learner on a support set (image folder <class>/*.png, episode-set
+          file, or JSON {x, y, classes}), export ONNX, check it in onnxruntime against tfjs, then
+          write --out atomically (class names kept in the model's metadata)
+predict   classify inputs with an exported model in onnxruntime: one line per input
+bench     core's engine benchmark (one JSON line per workload with --json, a table otherwise)
 
 exit codes: 0 ok, 1 failure, 2 invalid pipeline or usage, 3 training diverged (NaN loss), 130 interrupted`;
 
 interface Args {
   cmd?: string;
   file?: string;
+  /** every positional argument after the command */
+  rest: string[];
   out?: string;
   resume: boolean;
   seed?: number;
   plain: boolean;
   help: boolean;
+  json: boolean;
+  data?: string;
+  support?: string;
+  engine?: 'onnxruntime' | 'tfjs';
+  episodes?: number;
+  episode?: number;
+  ways?: number;
+  shots?: number;
+  queries?: number;
+  tolerance?: number;
+  /** raw arguments after `bench` (its own options) */
+  benchArgs: string[];
 }
 
 class UsageError extends Error {}
 
+/** options each command accepts (besides --help) */
+const ALLOWED: Record<string, string[]> = {
+  run: ['--out', '--resume', '--seed', '--plain'],
+  validate: [],
+  list: [],
+  eval: ['--episodes', '--ways', '--shots', '--queries', '--data', '--engine', '--seed', '--json'],
+  export: ['--support', '--out', '--data', '--episode', '--tolerance'],
+  predict: ['--json'],
+};
+
 function parseArgs(argv: string[]): Args {
-  const a: Args = { resume: false, plain: false, help: false };
+  const a: Args = { resume: false, plain: false, help: false, json: false, rest: [], benchArgs: [] };
   const pos: string[] = [];
+  const seen: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const s = argv[i]!;
+    if (pos[0] === 'bench') {
+      if (s === '--json') a.json = true;
+      else if (s === '--help' || s === '-h') a.help = true;
+      else a.benchArgs.push(s);
+      continue;
+    }
+    const flag = s.split('=')[0]!;
     const val = (): string => {
       const v = s.includes('=') ? s.slice(s.indexOf('=') + 1) : argv[++i];
-      if (v === undefined || v === '') throw new UsageError(`option ${s.split('=')[0]} needs a value`);
+      if (v === undefined || v === '') throw new UsageError(`option ${flag} needs a value`);
       return v;
     };
+    const int = (min: number): number => {
+      const v = val();
+      if (!/^-?\d+$/.test(v) || Number(v) < min) throw new UsageError(`${flag} must be an integer${min > -Infinity ? ` >= ${min}` : ''}, got '${v}'`);
+      return Number(v);
+    };
+    if (s.startsWith('-') && s !== '-h' && s !== '--help') seen.push(flag === '-o' ? '--out' : flag);
     if (s === '--help' || s === '-h') a.help = true;
     else if (s === '--resume') a.resume = true;
     else if (s === '--plain') a.plain = true;
-    else if (s === '--out' || s.startsWith('--out=') || s === '-o') a.out = val();
-    else if (s === '--seed' || s.startsWith('--seed=')) {
+    else if (s === '--json') a.json = true;
+    else if (flag === '--out' || s === '-o') a.out = val();
+    else if (flag === '--seed') a.seed = int(-Infinity);
+    else if (flag === '--data') a.data = val();
+    else if (flag === '--support') a.support = val();
+    else if (flag === '--episodes') a.episodes = int(1);
+    else if (flag === '--episode') a.episode = int(0);
+    else if (flag === '--ways') a.ways = int(2);
+    else if (flag === '--shots') a.shots = int(1);
+    else if (flag === '--queries') a.queries = int(1);
+    else if (flag === '--engine') {
       const v = val();
-      if (!/^-?\d+$/.test(v)) throw new UsageError(`--seed must be an integer, got '${v}'`);
-      a.seed = Number(v);
+      if (v !== 'onnxruntime' && v !== 'tfjs') throw new UsageError(`--engine must be onnxruntime or tfjs, got '${v}'`);
+      a.engine = v;
+    } else if (flag === '--tolerance') {
+      const v = val();
+      if (!(Number(v) >= 0)) throw new UsageError(`--tolerance must be a non-negative number, got '${v}'`);
+      a.tolerance = Number(v);
     } else if (s.startsWith('-')) throw new UsageError(`unknown option '${s}'`);
     else pos.push(s);
   }
   a.cmd = pos[0];
   a.file = pos[1];
-  if (pos.length > 2) throw new UsageError(`unexpected argument '${pos[2]}'`);
+  a.rest = pos.slice(1);
+  const allowed = a.cmd ? ALLOWED[a.cmd] : undefined;
+  if (allowed) for (const f of seen) if (!allowed.includes(f)) throw new UsageError(`${a.cmd}: unknown option '${f}'`);
+  if (a.cmd !== 'predict' && a.cmd !== 'bench' && pos.length > 2) throw new UsageError(`unexpected argument '${pos[2]}'`);
   return a;
 }
 
@@ -103,7 +173,7 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
     io.stderr(`${(e as Error).message}\n\n${USAGE}\n`);
     return EXIT.invalid;
   }
-  if (args.help || !args.cmd) {
+  if ((args.help && args.cmd !== 'bench') || !args.cmd) {
     io.stdout(USAGE + '\n');
     return args.help ? EXIT.ok : EXIT.invalid;
   }
@@ -192,9 +262,89 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
         }
       }
     }
+    case 'eval':
+    case 'export':
+    case 'predict':
+    case 'bench':
+      try {
+        return await toolCommand(args, io);
+      } catch (e) {
+        if (e instanceof InputError || e instanceof UsageError) {
+          io.stderr(`${args.cmd}: ${e.message}\n`);
+          return EXIT.invalid;
+        }
+        if (e instanceof PipelineValidationError) {
+          printValidation(io, e);
+          return EXIT.invalid;
+        }
+        throw e;
+      }
     default:
       io.stderr(`unknown command '${args.cmd}'\n\n${USAGE}\n`);
       return EXIT.invalid;
   }
 }
 
+
+async function toolCommand(args: Args, io: CliIO): Promise<number> {
+  switch (args.cmd) {
+    case 'eval': {
+      if (!args.file) throw new UsageError('missing <checkpoint> (a checkpoint file or a run directory)');
+      const r = await evalCheckpoint(args.file, {
+        data: args.data,
+        episodes: args.episodes,
+        ways: args.ways,
+        shots: args.shots,
+        queries: args.queries,
+        engine: args.engine,
+        seed: args.seed,
+      });
+      if (args.json) {
+        const { accuracies: _a, ...rest } = r;
+        io.stdout(JSON.stringify(rest) + '\n');
+      } else {
+        io.stdout(`${r.learner} on ${r.dataset} (split ${r.split}): ${r.ways}-way ${r.shots}-shot accuracy ${formatPercentCI(r)} over ${r.n} test episodes (${r.engine}, seed ${r.seed})\n`);
+      }
+      return EXIT.ok;
+    }
+    case 'export': {
+      if (!args.file) throw new UsageError('missing <checkpoint>');
+      if (!args.support) throw new UsageError('missing --support <class folder | episode-set file | support JSON>');
+      if (!args.out) throw new UsageError('missing --out <model.onnx>');
+      const r = await exportCheckpoint(args.file, { support: args.support, out: args.out, data: args.data, episode: args.episode, tolerance: args.tolerance });
+      io.stdout(`${args.out}: ${r.learner} adapted on ${r.supportSize} support examples, ${r.classes.length} classes (${r.classes.join(', ')}); onnxruntime vs tfjs max |Δlogit| = ${r.maxAbsDiff.toExponential(2)}\n`);
+      return EXIT.ok;
+    }
+    case 'predict': {
+      const [model, ...inputs] = args.rest;
+      if (!model) throw new UsageError('missing <model.onnx>');
+      const preds = await predictOnnx(model, inputs);
+      for (const p of preds) io.stdout(args.json ? JSON.stringify(p) + '\n' : `${p.input}\t${p.class}\n`);
+      return EXIT.ok;
+    }
+    case 'bench': {
+      if (args.help) {
+        io.stdout(`metalearn bench [--json] ${BENCH_USAGE.replace(/^usage: bench /, '')}\n`);
+        return EXIT.ok;
+      }
+      let opts: BenchOptions;
+      try {
+        opts = parseBenchArgs(args.benchArgs);
+      } catch (e) {
+        throw new UsageError((e as Error).message.replace(/^bench: /, ''));
+      }
+      const rows: { workload: string; backend: string; ms: number }[] = [];
+      if (!args.json) io.stdout(`${'workload'.padEnd(32)} ${'backend'.padEnd(12)} ${'median ms'.padStart(10)}\n`);
+      await bench({
+        ...opts,
+        quiet: true,
+        onRow: (r) => {
+          rows.push(r);
+          io.stdout(args.json ? JSON.stringify(r) + '\n' : `${r.workload.padEnd(32)} ${r.backend.padEnd(12)} ${r.ms.toFixed(2).padStart(10)}\n`);
+        },
+      });
+      return EXIT.ok;
+    }
+  }
+  throw new UsageError(`unknown command '${args.cmd}'`);
+}
