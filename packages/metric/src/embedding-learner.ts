@@ -2,7 +2,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   Rng,
   dataToTensors,
-  exportOnnx,
   tensorsToData,
   type Checkpoint,
   type Episode,
@@ -12,12 +11,12 @@ import {
   type Layer,
   type LearnerContext,
   type MetaLearner,
-  type OnnxModel,
   type Params,
   type Sequential,
   type StepResult,
   type TensorData,
 } from '@metalearn/core';
+import { sequentialClassifier } from '@metalearn/core';
 import { Adam, stepDecayLr, type AdamOptions } from '@metalearn/core';
 import { backboneSchema, buildBackbone, type BackboneConfig } from './backbone.js';
 
@@ -219,24 +218,7 @@ export abstract class EmbeddingLearner<Cfg extends EmbeddingLearnerConfig> imple
     const model = this.backbone.extend(head);
     const all: Params = { ...params };
     for (const [k, t] of Object.entries(state)) all[`${head.name}.${k}`] = t;
-    let disposed = false;
-    const learnerId = this.id;
-    return {
-      predict: (x: tf.Tensor) => {
-        if (disposed) throw new Error(`${learnerId}: classifier used after dispose()`);
-        return model.apply(all, x, { training: false, state: buffers });
-      },
-      toOnnx: (): OnnxModel => {
-        if (disposed) throw new Error(`${learnerId}: classifier used after dispose()`);
-        return exportOnnx(model, all, { state: buffers, graphName: `${learnerId}-adapted`, metadata: { learner: learnerId, ways: String(ways) } });
-      },
-      dispose: () => {
-        if (disposed) return;
-        disposed = true;
-        tf.dispose(Object.values(all));
-        tf.dispose(Object.values(buffers));
-      },
-    };
+    return sequentialClassifier(model, all, { learner: this.id, ways, state: buffers });
   }
 
   state(): Checkpoint {

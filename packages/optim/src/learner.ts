@@ -4,7 +4,6 @@ import {
   Rng,
   conv4,
   dataToTensors,
-  exportOnnx,
   mlp,
   registerLearner,
   tensorsToData,
@@ -15,10 +14,10 @@ import {
   type LearnerContext,
   type LearnerFactory,
   type MetaLearner,
-  type OnnxModel,
   type Sequential,
   type StepResult,
 } from '@metalearn/core';
+import { sequentialClassifier } from '@metalearn/core';
 import { Adam } from '@metalearn/core';
 import { getInnerOptimizer } from './inner.js';
 import { imamlTaskGrad } from './imaml.js';
@@ -311,24 +310,8 @@ export class OptimLearner implements MetaLearner<OptimConfig> {
     if (ways !== this.config.ways) throw new Error(`${this.id}.adapt: ${ways} ways requested but the head has ${this.config.ways} (config field 'ways')`);
     if (support.y.length !== support.x.shape[0]) throw new Error(`${this.id}.adapt: support has ${support.x.shape[0]} inputs but ${support.y.length} labels`);
     const fast = this.adaptParams(support);
-    const model = this.model;
-    let disposed = false;
-    const id = this.id;
-    return {
-      predict(x: tf.Tensor): tf.Tensor {
-        if (disposed) throw new Error(`${id}: classifier used after dispose()`);
-        // batch-norm uses the statistics of the batch being classified, as MAML evaluates
-        return model.apply(fast, x, { training: false, batchStats: true });
-      },
-      toOnnx(): OnnxModel {
-        if (disposed) throw new Error(`${id}: classifier used after dispose()`);
-        return exportOnnx(model, fast, { batchStats: true, metadata: { learner: id, ways: String(ways) } });
-      },
-      dispose(): void {
-        if (!disposed) disposeParams(fast);
-        disposed = true;
-      },
-    };
+    // batch-norm uses the statistics of the batch being classified, as MAML evaluates
+    return sequentialClassifier(this.model, fast, { learner: this.id, ways, batchStats: true });
   }
 
   state(): Checkpoint {
