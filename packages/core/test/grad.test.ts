@@ -312,3 +312,14 @@ describe('full Conv-4 on wasm (4 filters, 28x28x1, batch 2)', () => {
     tf.dispose([...meta, ...fo, ...ps, xs, xq]);
   });
 });
+
+describe('stack / unstack gradients with negative axes on wasm', () => {
+  it('routes each slice of dy back to its input for tf.stack(xs, -1)', () => {
+    const a = tf.tensor2d([[1, 2], [3, 4]]);
+    const b = tf.tensor2d([[5, 6], [7, 8]]);
+    const w = tf.tensor3d([[[1, 10], [2, 20]], [[3, 30], [4, 40]]]); // weights per stacked slot
+    const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.stack([x, y], -1), w)))([a, b]);
+    expect(Array.from(ga!.dataSync())).toEqual([1, 2, 3, 4]);
+    expect(Array.from(gb!.dataSync())).toEqual([10, 20, 30, 40]);
+  });
+});

@@ -281,7 +281,8 @@ regAll('Concat', [], (dy, saved, attrs) => {
   return out;
 });
 regAll('Pack', [], (dy, saved, attrs) => {
-  const axis = num(attrs['axis']);
+  const a0 = num(attrs['axis']);
+  const axis = a0 < 0 ? a0 + dy.rank : a0; // tf.stack(xs, -1) records axis -1
   const out: Grads = {};
   saved.forEach((t, i) => {
     out[i] = () => {
@@ -322,7 +323,7 @@ reg('GatherV2', ['x', 'indices'], [], (dy, [x, indices], attrs) => ({
     const m = indices!.size;
     // one-hot scatter as a matmul: differentiable, and runs on every backend (wasm lacks
     // UnsortedSegmentSum)
-    const oh = tf.oneHot(tf.reshape(tf.cast(indices!, 'int32'), [m]), n) as Tensor; // [m, n] float32
+    const oh = tf.cast(tf.oneHot(tf.reshape(tf.cast(indices!, 'int32'), [m]), n), 'float32'); // [m, n]
     const dy3 = tf.reshape(dy, [pre, m, post]);
     const dx3 = tf.matMul(tf.reshape(oh, [1, m, n]) as tf.Tensor3D, dy3 as tf.Tensor3D, true, false); // [pre, n, post]
     return tf.reshape(dx3, shp);
