@@ -150,6 +150,34 @@ describe('metalearn export + predict', () => {
     expect(preds[0].logits).toHaveLength(3);
   });
 
+  it('a JSON support file {x, y, classes} with the same pixels gives the same model outputs', async () => {
+    const xs: number[][] = [];
+    const ys: number[] = [];
+    // pixels of the support images, as the test wrote them (exact multiples of 1/255)
+    const testClasses = ds.splits['test']!.slice(0, 3);
+    testClasses.forEach((cls, k) => {
+      for (let i = 0; i < 2; i++) {
+        const v = new Float32Array(ds.featureSize);
+        ds.readItem(cls, i, v);
+        xs.push(Array.from(v, (x) => Math.round(x * 255) / 255));
+        ys.push(k);
+      }
+    });
+    const sj = path.join(tmp, 'support.json');
+    fs.writeFileSync(sj, JSON.stringify({ x: xs, y: ys, classes: ['alpha', 'beta', 'gamma'] }));
+    const m2 = path.join(tmp, 'model-json.onnx');
+    const c = capture();
+    expect(await main(['export', runDir, '--support', sj, '--out', m2], c.io), c.err()).toBe(0);
+    const run = async (m: string): Promise<number[][]> => {
+      const o = capture();
+      expect(await main(['predict', m, ...queries.map((q) => q.file), '--json'], o.io), o.err()).toBe(0);
+      return o.out().trim().split('\n').map((l) => JSON.parse(l).logits);
+    };
+    const a = await run(model);
+    const b = await run(m2);
+    a.forEach((row, i) => row.forEach((v, j) => expect(Math.abs(v - b[i]![j]!)).toBeLessThan(1e-4)));
+  });
+
   it('adapts on an episode-set file (episode picked with --episode)', async () => {
     const set = makeEpisodeSet(ds, 'test', { ways: 4, shots: 2, queries: 1 }, 11, 2);
     const f = path.join(tmp, 'episodes.json');
