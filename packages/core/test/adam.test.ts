@@ -86,3 +86,22 @@ describe('maxAbsDiff', () => {
     expect(() => maxAbsDiff({ data: (a as unknown as { data: Float32Array }).data, shape: [2, 2] }, a)).toThrow(/first argument is not an array of 4 values/);
   });
 });
+
+describe('Adam on variables', () => {
+  it('updates tf.Variables in place exactly like step(), and refuses a non-finite gradient', () => {
+    const a = new Adam({ lr: 0.05, clipNorm: 0.5 });
+    const b = new Adam({ lr: 0.05, clipNorm: 0.5 });
+    const v = { w: tf.variable(tf.tensor1d([1, 2]), true, 'adam-test-w') };
+    let p: Record<string, tf.Tensor> = { w: tf.tensor1d([1, 2]) };
+    for (const g of [[3, 4], [-0.1, 0.2]]) {
+      const n = a.applyToVariables(v, { w: tf.tensor1d(g) });
+      expect(n).toBeCloseTo(Math.hypot(g[0]!, g[1]!), 5);
+      p = b.step(p, { w: tf.tensor1d(g) });
+    }
+    Array.from(v.w.dataSync()).forEach((x, i) => expect(x).toBeCloseTo(p.w!.dataSync()[i]!, 6));
+    const before = Array.from(v.w.dataSync());
+    expect(() => a.applyToVariables(v, { w: tf.tensor1d([NaN, 1]) })).toThrow(/gradient norm is NaN/);
+    expect(Array.from(v.w.dataSync())).toEqual(before);
+    expect(a.stepCount).toBe(2);
+  });
+});

@@ -1,5 +1,5 @@
 export * from './addressing.js';
-export * from './adam.js';
+export * from './names.js';
 export * from './config.js';
 export * from './models.js';
 export * from './sequence.js';

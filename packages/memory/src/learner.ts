@@ -19,7 +19,8 @@ import {
   type StepResult,
 } from '@metalearn/core';
 import { oneHotF } from './addressing.js';
-import { Adam, uniqueVarName } from './adam.js';
+import { Adam } from '@metalearn/core';
+import { uniqueVarName } from './names.js';
 import { lstmMetaConfigSchema, mannConfigSchema, resolveConfig, type LstmMetaConfig, type MannConfig, type SeqLearnerConfigBase } from './config.js';
 import type { Params } from './core-nn.js';
 import { LstmModel, MannModel, type SeqState, type SequenceModel } from './models.js';
@@ -75,7 +76,7 @@ export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLe
       const loss = value.dataSync()[0]!;
       const named: Record<string, tf.Tensor> = {};
       for (const [k, v] of Object.entries(this.params)) named[k] = grads[v.name]!;
-      const gradNorm = this.adam.apply(this.params, named);
+      const gradNorm = this.adam.applyToVariables(this.params, named);
       const logits = logitsKept!;
       const pred = argmaxRows(logits.dataSync(), seq.B * seq.T, this.model.classes);
       value.dispose();

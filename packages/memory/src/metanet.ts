@@ -33,7 +33,8 @@ import {
   type StepResult,
 } from '@metalearn/core';
 import { oneHotF } from './addressing.js';
-import { Adam, uniqueVarName } from './adam.js';
+import { Adam } from '@metalearn/core';
+import { uniqueVarName } from './names.js';
 import { resolveConfig } from './config.js';
 import { backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, stopGradient, unprefix, type BackboneConfig } from './backbone.js';
 
@@ -261,7 +262,7 @@ export class MetaNetLearner implements MetaLearner<MetaNetConfig> {
     const loss = value.dataSync()[0]!;
     const named: Record<string, tf.Tensor> = {};
     for (const [k, v] of Object.entries(this.params)) if (grads[v.name]) named[k] = grads[v.name]!;
-    const gradNorm = this.adam.apply(this.params, named);
+    const gradNorm = this.adam.applyToVariables(this.params, named);
     tf.dispose([value, ...Object.values(grads)]);
     for (const [k, t] of Object.entries(updates)) {
       this.state_[k]?.dispose();

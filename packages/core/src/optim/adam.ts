@@ -46,16 +46,40 @@ export class Adam {
    * from `params` is an error.
    */
   step(params: TensorMap, grads: TensorMap, lr = this.opts.lr): TensorMap {
-    const { beta1, beta2, epsilon, weightDecay, clipNorm } = this.opts;
     for (const k of Object.keys(grads)) if (!params[k]) throw new Error(`Adam.step: gradient for unknown parameter '${k}'`);
-    this.t++;
+    const clip = this.opts.clipNorm;
     let scale = 1;
-    if (clipNorm > 0) {
-      const nt = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
-      const n = Math.sqrt(nt.dataSync()[0]!);
-      nt.dispose();
-      if (n > clipNorm) scale = clipNorm / n;
+    if (clip > 0) {
+      const n = globalNorm(grads);
+      if (n > clip) scale = clip / n;
     }
+    return this.update(params, grads, lr, scale);
+  }
+
+  /**
+   * The same update applied in place to `tf.Variable`s (for learners that keep their weights in
+   * variables). Returns the global gradient norm before clipping; a non-finite norm is an error and
+   * leaves the variables and moments untouched.
+   */
+  applyToVariables(vars: Record<string, tf.Variable>, grads: TensorMap, lr = this.opts.lr): number {
+    for (const k of Object.keys(grads)) if (!vars[k]) throw new Error(`Adam.applyToVariables: gradient for unknown parameter '${k}'`);
+    const n = globalNorm(grads);
+    if (!Number.isFinite(n)) throw new Error(`Adam: gradient norm is ${n} (non-finite loss or gradient)`);
+    const clip = this.opts.clipNorm;
+    const scale = clip > 0 && n > clip ? clip / n : 1;
+    const sub: TensorMap = {};
+    for (const k of Object.keys(grads)) sub[k] = vars[k]!;
+    const next = this.update(sub, grads, lr, scale);
+    for (const [k, t] of Object.entries(next)) {
+      vars[k]!.assign(t);
+      t.dispose();
+    }
+    return n;
+  }
+
+  private update(params: TensorMap, grads: TensorMap, lr: number, scale: number): TensorMap {
+    const { beta1, beta2, epsilon, weightDecay } = this.opts;
+    this.t++;
     const bc1 = 1 - beta1 ** this.t;
     const bc2 = 1 - beta2 ** this.t;
     const out: TensorMap = {};
@@ -119,6 +143,16 @@ export class Adam {
     this.disposeMoments();
     this.t = 0;
   }
+}
+
+/** Global L2 norm of a set of gradients. */
+export function globalNorm(grads: TensorMap): number {
+  const ks = Object.keys(grads);
+  if (ks.length === 0) return 0;
+  const nt = tf.tidy(() => tf.addN(ks.map((k) => tf.sum(tf.square(grads[k]!)))));
+  const n = Math.sqrt(nt.dataSync()[0]!);
+  nt.dispose();
+  return n;
 }
 
 /** Step learning-rate schedule: `lr · factor^floor(iteration / every)` (every <= 0: constant). */
