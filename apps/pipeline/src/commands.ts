@@ -482,5 +482,10 @@ export async function bench(opts: BenchOptions): Promise<BenchRow[]> {
   for (const w of opts.workloads ?? []) {
     if (!(BENCH_WORKLOADS as readonly string[]).includes(w)) throw new InputError(`bench: unknown workload '${w}' (known: ${BENCH_WORKLOADS.join(', ')})`);
   }
+  if (opts.iterations !== undefined && !(opts.iterations >= 1)) throw new InputError(`bench: --iterations must be >= 1, got ${opts.iterations}`);
+  if (opts.warmup !== undefined && !(opts.warmup >= 0)) throw new InputError(`bench: --warmup must be >= 0, got ${opts.warmup}`);
+  if (opts.onnxThreads !== undefined && !(opts.onnxThreads >= 1)) throw new InputError(`bench: --onnx-threads must be >= 1, got ${opts.onnxThreads}`);
+  const backends = ['wasm', 'cpu', 'tensorflow'];
+  if (opts.backend !== undefined && !backends.includes(opts.backend)) throw new InputError(`bench: --backend must be one of ${backends.join(', ')}, got '${opts.backend}'`);
   return runBench(opts);
 }

@@ -16,7 +16,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'metalearn-kill-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const cli = path.join(repoRoot, 'apps', 'pipeline', 'dist', 'cli.js');
 const EVERY = 4;
-const ITERS = 60;
+const ITERS = 100;
 
 beforeAll(() => {
   ensureBuilt();

@@ -237,5 +237,11 @@ describe('metalearn bench', () => {
     const c3 = capture();
     expect(await main(['bench', '--workloads', 'resnet'], c3.io)).toBe(2);
     expect(c3.err()).toMatch(/unknown workload 'resnet'/);
+    const c4 = capture();
+    expect(await main(['bench', '--backend', 'gpu'], c4.io)).toBe(2);
+    expect(c4.err()).toMatch(/--backend must be one of wasm, cpu, tensorflow, got 'gpu'/);
+    const c5 = capture();
+    expect(await main(['bench', '--iterations', 'many'], c5.io)).toBe(2);
+    expect(c5.err()).toMatch(/--iterations needs an integer/);
   });
 });
