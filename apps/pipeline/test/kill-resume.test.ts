@@ -49,7 +49,7 @@ describe('SIGKILL during meta-training, then --resume', () => {
     const refMetrics = fs.readFileSync(path.join(ref, 'metrics.jsonl'), 'utf8');
     const refSummary = JSON.parse(fs.readFileSync(path.join(ref, 'summary.json'), 'utf8'));
 
-    // killed run: SIGKILL as soon as a checkpoint after the first one is being written
+    // killed run: SIGKILL half-way between two checkpoints
     const out = path.join(tmp, 'killed');
     const ckDir = path.join(out, 'checkpoints');
     const child = spawn(process.execPath, [cli, 'run', f, '--out', out, '--plain'], { cwd: tmp, stdio: 'ignore' });
@@ -57,8 +57,11 @@ describe('SIGKILL during meta-training, then --resume', () => {
     let killedAt = -1;
     const t0 = Date.now();
     while (Date.now() - t0 < 45_000 && child.exitCode === null) {
+      // kill between checkpoints: after the second one, half-way into an interval
       const latest = path.join(ckDir, 'LATEST');
-      if (fs.existsSync(latest) && fs.readFileSync(latest, 'utf8').trim() >= `iter-${String(EVERY + 1).padStart(7, '0')}`) {
+      const metrics = path.join(out, 'metrics.jsonl');
+      const logged = fs.existsSync(metrics) ? fs.readFileSync(metrics, 'utf8').split('\n').filter((l) => l.includes('"type":"train"')).length : 0;
+      if (fs.existsSync(latest) && logged > 2 * EVERY && logged % EVERY === EVERY / 2) {
         child.kill('SIGKILL');
         killedAt = Date.now();
         break;
