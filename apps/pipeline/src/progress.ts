@@ -29,11 +29,15 @@ export class Progress {
   constructor(
     private readonly label: string,
     private readonly stream: NodeJS.WriteStream = process.stderr,
-    opts: { tty?: boolean; plainEverySeconds?: number } = {},
+    opts: { tty?: boolean; plainEverySeconds?: number; budgetSeconds?: number } = {},
   ) {
     this.tty = opts.tty ?? (!!stream.isTTY && process.env['CI'] === undefined);
     this.plainEvery = opts.plainEverySeconds ?? 5;
+    this.budget = opts.budgetSeconds;
   }
+
+  /** a time budget (seconds from construction): the bar and ETA end with it when it comes first */
+  private readonly budget: number | undefined;
 
   private readonly plainEvery: number;
 
@@ -43,8 +47,15 @@ export class Progress {
 
   private line(s: ProgressStats): string {
     const el = this.elapsedSeconds();
-    const frac = s.total > 0 ? Math.min(1, s.done / s.total) : 0;
-    const eta = frac > 0 ? (el / frac) * (1 - frac) : NaN;
+    let frac = s.total > 0 ? Math.min(1, s.done / s.total) : 0;
+    let eta = frac > 0 ? (el / frac) * (1 - frac) : NaN;
+    if (this.budget !== undefined && this.budget > 0) {
+      const left = Math.max(0, this.budget - el);
+      if (!(eta <= left)) {
+        eta = left;
+        frac = Math.max(frac, Math.min(1, el / this.budget));
+      }
+    }
     const parts = [`${s.done}/${s.total}`, `ETA ${formatDuration(eta)}`];
     if (s.rate !== undefined && Number.isFinite(s.rate)) parts.push(`${s.rate.toFixed(1)} ep/s`);
     if (s.loss !== undefined) parts.push(`loss ${s.loss.toFixed(4)}`);

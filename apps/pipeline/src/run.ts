@@ -264,7 +264,7 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
     if (run.stopped === 'completed') run.stopped = 'time-budget';
     stop$.next('time-budget');
   });
-  const progress = opts.progressStream === null ? null : new Progress('train', opts.progressStream ?? process.stderr, { tty: opts.tty });
+  const progress = opts.progressStream === null ? null : new Progress('train', opts.progressStream ?? process.stderr, { tty: opts.tty, budgetSeconds: cfg.train.timeBudgetSeconds });
   const val = (): Iterable<Episode> => {
     const n = cfg.train.valEpisodes;
     return (function* () {
