@@ -38,6 +38,7 @@ import {
 import { oneHotF } from './addressing.js';
 import { Adam } from '@metalearn/core';
 import { uniqueVarName } from './names.js';
+import { adamStepOnVariables, checkpointParams, cloneAll, loadCheckpointParams, pooledAccuracy } from './variables.js';
 import { resolveConfig } from './config.js';
 import { backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, unprefix, type BackboneConfig } from './backbone.js';
 
@@ -239,31 +240,23 @@ export class IdemeLearner implements MetaLearner<IdemeConfig> {
     for (const e of batch) if (e.ways > this.config.classes) throw new Error(`ideme: ${e.ways} ways but config 'classes' is ${this.config.classes}`);
     const updates: Params = {};
     const preds: { pred: Int32Array; y: Int32Array }[] = [];
-    const { value, grads } = tf.variableGrads(() => {
+    const { loss, gradNorm } = adamStepOnVariables(this.params, this.adam, () => {
       const losses = batch.map((ep, i) => {
         const { loss, logits } = this.episodeLoss(ep, this.config.deform, true, this.rng, i === batch.length - 1 ? updates : undefined);
         preds.push({ pred: argmaxRows(logits.dataSync(), logits.shape[0], logits.shape[1]), y: ep.query.y });
         return loss;
       });
       return tf.div(tf.addN(losses), batch.length) as tf.Scalar;
-    }, Object.values(this.params));
+    });
     // gallery of base-class images, filled after the step so a batch never deforms with its own images
     for (const ep of batch) this.collect(ep);
-    const loss = value.dataSync()[0]!;
-    const named: Record<string, tf.Tensor> = {};
-    for (const [k, v] of Object.entries(this.params)) if (grads[v.name]) named[k] = grads[v.name]!;
-    const gradNorm = this.adam.applyToVariables(this.params, named);
-    tf.dispose([value, ...Object.values(grads)]);
     // batch-norm updates arrive only from the final layer's embedding of the last episode's support
     for (const [k, t] of Object.entries(updates)) {
       this.bnState[k]?.dispose();
       this.bnState[k] = t;
     }
     this.steps++;
-    let ok = 0;
-    let n = 0;
-    for (const { pred, y } of preds) for (let i = 0; i < y.length; i++, n++) if (pred[i] === y[i]) ok++;
-    return { loss, accuracy: ok / n, metrics: { gradNorm } };
+    return { loss, accuracy: pooledAccuracy(preds), metrics: { gradNorm } };
   }
 
   adapt(support: LabeledSet, ways: number, opts: { deform?: boolean; seed?: string | number } = {}): FewShotClassifier {
@@ -275,10 +268,8 @@ export class IdemeLearner implements MetaLearner<IdemeConfig> {
       const { emb, y } = this.supportEmbeddings(p, support, deform, false, rng);
       return IdemeModel.prototypes(emb, y, ways);
     });
-    const snap: Params = {};
-    for (const [k, v] of Object.entries(this.params)) snap[k] = tf.clone(v);
-    const st: Params = {};
-    for (const [k, v] of Object.entries(this.bnState)) st[k] = tf.clone(v);
+    const snap = cloneAll(this.params);
+    const st = cloneAll(this.bnState);
     const model = this.model;
     return {
       predict: (x) => tf.tidy(() => IdemeModel.logits(model.embedding(snap, x, false, st), protos)),
@@ -288,9 +279,7 @@ export class IdemeLearner implements MetaLearner<IdemeConfig> {
   }
 
   state(): Checkpoint {
-    const params: Checkpoint['params'] = {};
-    for (const k of Object.keys(this.params).sort()) params[k] = tensorToData(this.params[k]!);
-    for (const k of Object.keys(this.bnState).sort()) params[`state:${k}`] = tensorToData(this.bnState[k]!);
+    const params = checkpointParams(this.params, this.bnState);
     if (this.gallery) params['gallery'] = tensorToData(this.gallery);
     return {
       format: 'metalearn-checkpoint',
@@ -306,25 +295,7 @@ export class IdemeLearner implements MetaLearner<IdemeConfig> {
   }
 
   load(c: Checkpoint): void {
-    if (c.learner !== this.id) throw new Error(`ideme.load: checkpoint is for learner '${c.learner}'`);
-    const want = [...Object.keys(this.params), ...Object.keys(this.bnState).map((k) => `state:${k}`)].sort();
-    const got = Object.keys(c.params).filter((k) => k !== 'gallery').sort();
-    if (want.join() !== got.join()) throw new Error(`ideme.load: checkpoint params [${got.join(', ')}] do not match the model's [${want.join(', ')}]`);
-    for (const k of got) {
-      const d = c.params[k]!;
-      const cur = k.startsWith('state:') ? this.bnState[k.slice(6)]! : this.params[k]!;
-      if (d.shape.join() !== cur.shape.join()) throw new Error(`ideme.load: params.${k} has shape [${d.shape}], model expects [${cur.shape}] (config mismatch?)`);
-    }
-    for (const k of got) {
-      const t = dataToTensor(c.params[k]!);
-      if (k.startsWith('state:')) {
-        this.bnState[k.slice(6)]!.dispose();
-        this.bnState[k.slice(6)] = t;
-      } else {
-        this.params[k]!.assign(t);
-        t.dispose();
-      }
-    }
+    loadCheckpointParams(this.id, c, this.params, this.bnState, ['gallery']);
     this.gallery?.dispose();
     this.gallery = c.params['gallery'] ? dataToTensor(c.params['gallery']) : null;
     if (c.optimizer) this.adam.load(c.optimizer);

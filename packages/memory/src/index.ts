@@ -22,3 +22,4 @@ export function registerMemoryLearners(): void {
   registerLearner(idemeFactory);
 }
 registerMemoryLearners();
+export * from './variables.js';

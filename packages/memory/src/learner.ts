@@ -6,8 +6,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   Rng,
   argmaxRows,
-  tensorToData,
-  dataToTensor,
   type Checkpoint,
   type Episode,
   type FewShotClassifier,
@@ -21,6 +19,7 @@ import {
 import { oneHotF } from './addressing.js';
 import { Adam } from '@metalearn/core';
 import { uniqueVarName } from './names.js';
+import { adamStepOnVariables, checkpointParams, loadCheckpointParams } from './variables.js';
 import { lstmMetaConfigSchema, mannConfigSchema, resolveConfig, type LstmMetaConfig, type MannConfig, type SeqLearnerConfigBase } from './config.js';
 import type { Params } from './core-nn.js';
 import { LstmModel, MannModel, type SeqState, type SequenceModel } from './models.js';
@@ -68,20 +67,14 @@ export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLe
     const seq = episodesToSequences(batch, this.model.classes, this.rng);
     try {
       let logitsKept: tf.Tensor3D | undefined;
-      const { value, grads } = tf.variableGrads(() => {
+      const { loss, gradNorm } = adamStepOnVariables(this.params, this.adam, () => {
         const { logits } = runSequence(this.model, this.params, seq.x, seq.yPrev);
         logitsKept = tf.keep(logits);
         return sequenceLoss(logits, seq.target);
-      }, Object.values(this.params));
-      const loss = value.dataSync()[0]!;
-      const named: Record<string, tf.Tensor> = {};
-      for (const [k, v] of Object.entries(this.params)) named[k] = grads[v.name]!;
-      const gradNorm = this.adam.applyToVariables(this.params, named);
+      });
       const logits = logitsKept!;
       const pred = argmaxRows(logits.dataSync(), seq.B * seq.T, this.model.classes);
-      value.dispose();
       logits.dispose();
-      for (const g of Object.values(grads)) g.dispose();
       this.steps++;
       this.episodes += batch.length;
       const byInst = accuracyByInstance(pred, seq.target, seq.instance);
@@ -165,8 +158,7 @@ export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLe
 
   state(): Checkpoint {
     this.check();
-    const params: Checkpoint['params'] = {};
-    for (const k of Object.keys(this.params).sort()) params[k] = tensorToData(this.params[k]!);
+    const params = checkpointParams(this.params);
     return {
       format: 'metalearn-checkpoint',
       version: 1,
@@ -182,18 +174,7 @@ export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLe
 
   load(c: Checkpoint): void {
     this.check();
-    if (c.learner !== this.id) throw new Error(`${this.id}.load: checkpoint is for learner '${c.learner}'`);
-    const names = Object.keys(this.params).sort();
-    const got = Object.keys(c.params).sort();
-    if (names.join() !== got.join()) throw new Error(`${this.id}.load: checkpoint params [${got.join(', ')}] do not match the model's [${names.join(', ')}]`);
-    for (const k of names) {
-      const v = this.params[k]!;
-      const d = c.params[k]!;
-      if (d.shape.join() !== v.shape.join()) throw new Error(`${this.id}.load: params.${k} has shape [${d.shape}], model expects [${v.shape}] (config mismatch?)`);
-      const t = dataToTensor(d);
-      v.assign(t);
-      t.dispose();
-    }
+    loadCheckpointParams(this.id, c, this.params);
     if (c.optimizer) this.adam.load(c.optimizer);
     if (c.rng) this.rng = Rng.fromState(c.rng);
     this.steps = c.progress?.steps ?? 0;

@@ -17,8 +17,6 @@ import {
   Rng,
   OnnxGraphBuilder,
   argmaxRows,
-  tensorToData,
-  dataToTensor,
   uniformTensor,
   type Checkpoint,
   type Episode,
@@ -35,6 +33,7 @@ import {
 import { oneHotF } from './addressing.js';
 import { Adam } from '@metalearn/core';
 import { uniqueVarName } from './names.js';
+import { adamStepOnVariables, checkpointParams, cloneAll, loadCheckpointParams, pooledAccuracy } from './variables.js';
 import { resolveConfig } from './config.js';
 import { backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, stopGradient, unprefix, type BackboneConfig } from './backbone.js';
 
@@ -250,7 +249,7 @@ export class MetaNetLearner implements MetaLearner<MetaNetConfig> {
     for (const e of batch) this.check(e.ways);
     const updates: Params = {};
     const preds: { pred: Int32Array; y: Int32Array }[] = [];
-    const { value, grads } = tf.variableGrads(() => {
+    const { loss, gradNorm } = adamStepOnVariables(this.params, this.adam, () => {
       const losses = batch.map((ep, i) => {
         // batch-norm running statistics: the last episode's update wins (each is an EMA step)
         const { loss, logits } = this.episodeLoss(ep, true, i === batch.length - 1 ? updates : undefined);
@@ -258,21 +257,13 @@ export class MetaNetLearner implements MetaLearner<MetaNetConfig> {
         return loss;
       });
       return tf.div(tf.addN(losses), batch.length) as tf.Scalar;
-    }, Object.values(this.params));
-    const loss = value.dataSync()[0]!;
-    const named: Record<string, tf.Tensor> = {};
-    for (const [k, v] of Object.entries(this.params)) if (grads[v.name]) named[k] = grads[v.name]!;
-    const gradNorm = this.adam.applyToVariables(this.params, named);
-    tf.dispose([value, ...Object.values(grads)]);
+    });
     for (const [k, t] of Object.entries(updates)) {
       this.state_[k]?.dispose();
       this.state_[k] = t;
     }
     this.steps++;
-    let ok = 0;
-    let n = 0;
-    for (const { pred, y } of preds) for (let i = 0; i < y.length; i++, n++) if (pred[i] === y[i]) ok++;
-    return { loss, accuracy: ok / n, metrics: { gradNorm, attentionScale: Math.exp(this.params['att.logScale']!.dataSync()[0]!) } };
+    return { loss, accuracy: pooledAccuracy(preds), metrics: { gradNorm, attentionScale: Math.exp(this.params['att.logScale']!.dataSync()[0]!) } };
   }
 
   adapt(support: LabeledSet, ways: number): FewShotClassifier {
@@ -283,10 +274,8 @@ export class MetaNetLearner implements MetaLearner<MetaNetConfig> {
       const m = this.model.adaptFeatures(p, this.model.features(p, support.x, false, this.state_), support.y);
       return { qFast: m.qFast, keys: m.keys, values: m.values };
     });
-    const snap: Params = {};
-    for (const [k, v] of Object.entries(this.params)) snap[k] = tf.clone(v);
-    const state: Params = {};
-    for (const [k, v] of Object.entries(this.state_)) state[k] = tf.clone(v);
+    const snap = cloneAll(this.params);
+    const state = cloneAll(this.state_);
     const model = this.model;
     return {
       predict: (x) => tf.tidy(() => tf.slice(model.queryLogits(snap, model.features(snap, x, false, state), mem), [0, 0], [-1, ways])),
@@ -296,9 +285,7 @@ export class MetaNetLearner implements MetaLearner<MetaNetConfig> {
   }
 
   state(): Checkpoint {
-    const params: Checkpoint['params'] = {};
-    for (const k of Object.keys(this.params).sort()) params[k] = tensorToData(this.params[k]!);
-    for (const k of Object.keys(this.state_).sort()) params[`state:${k}`] = tensorToData(this.state_[k]!);
+    const params = checkpointParams(this.params, this.state_);
     return {
       format: 'metalearn-checkpoint',
       version: 1,
@@ -313,25 +300,7 @@ export class MetaNetLearner implements MetaLearner<MetaNetConfig> {
   }
 
   load(c: Checkpoint): void {
-    if (c.learner !== this.id) throw new Error(`metanet.load: checkpoint is for learner '${c.learner}'`);
-    const want = [...Object.keys(this.params), ...Object.keys(this.state_).map((k) => `state:${k}`)].sort();
-    const got = Object.keys(c.params).sort();
-    if (want.join() !== got.join()) throw new Error(`metanet.load: checkpoint params [${got.join(', ')}] do not match the model's [${want.join(', ')}]`);
-    for (const k of got) {
-      const d = c.params[k]!;
-      const cur = k.startsWith('state:') ? this.state_[k.slice(6)]! : this.params[k]!;
-      if (d.shape.join() !== cur.shape.join()) throw new Error(`metanet.load: params.${k} has shape [${d.shape}], model expects [${cur.shape}] (config mismatch?)`);
-    }
-    for (const k of got) {
-      const t = dataToTensor(c.params[k]!);
-      if (k.startsWith('state:')) {
-        this.state_[k.slice(6)]!.dispose();
-        this.state_[k.slice(6)] = t;
-      } else {
-        this.params[k]!.assign(t);
-        t.dispose();
-      }
-    }
+    loadCheckpointParams(this.id, c, this.params, this.state_);
     if (c.optimizer) this.adam.load(c.optimizer);
     if (c.rng) this.rng = Rng.fromState(c.rng);
     this.steps = c.progress?.steps ?? 0;
