@@ -201,7 +201,7 @@ export async function loadPipeline(file: string, ctx: ValidateContext = {}): Pro
   if (doc.errors.length > 0) {
     throw new PipelineValidationError(
       file,
-      doc.errors.map((e) => ({ path: '', line: e.linePos?.[0]?.line, message: `syntax error: ${e.message.split('\n')[0]}` })),
+      doc.errors.map((e) => ({ path: '', line: e.linePos?.[0]?.line ?? lc.linePos(e.pos[0]).line, message: `syntax error: ${e.message.split('\n')[0]}` })),
     );
   }
   const raw = doc.toJS() as unknown;
