@@ -11,7 +11,7 @@ export * from './matching.js';
 registerLearner(protoNetFactory);
 registerLearner(matchingNetFactory);
 
-export * from './siamese-learner-base.js';
+export * from './learner-base.js';
 export * from './siamese-distort.js';
 export * from './siamese.js';
 export * from './tapnet.js';

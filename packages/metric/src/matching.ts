@@ -38,7 +38,7 @@ export class MatchingNet extends EmbeddingLearner<MatchingNetConfig> {
     return { loss, logits: logp };
   }
 
-  protected adaptedHead(es: tf.Tensor2D, ys: Int32Array, ways: number): { head: Layer; state: Params } {
+  protected supportHead(es: tf.Tensor2D, ys: Int32Array, ways: number): { head: Layer; state: Params } {
     return {
       head: matchingHead({ ways, scale: this.config.attentionScale }),
       state: { support: l2normalize(es), labels: oneHot(ys, ways) },

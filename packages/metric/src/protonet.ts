@@ -41,7 +41,7 @@ export class ProtoNet extends EmbeddingLearner<ProtoNetConfig> {
     return { loss: crossEntropy(logits, yq), logits };
   }
 
-  protected adaptedHead(es: tf.Tensor2D, ys: Int32Array, ways: number): { head: Layer; state: Params } {
+  protected supportHead(es: tf.Tensor2D, ys: Int32Array, ways: number): { head: Layer; state: Params } {
     return {
       head: prototypeHead({ ways, distance: this.config.distance, scale: this.config.cosineScale }),
       state: { prototypes: prototypes(es, ys, ways) },

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng, type ApplyContext, type Episode, type ExportContext, type Layer, type LearnerContext, type LearnerFactory, type OnnxGraphBuilder, type Params } from '@metalearn/core';
 import { backboneSchema, buildBackbone, type BackboneConfig } from './backbone.js';
 import { commonConfigProperties } from './embedding-learner.js';
-import { HeadedEmbeddingLearner, bceWithLogits, type ForwardTools, type HeadedEpisodeOutput, type HeadedLearnerConfig } from './siamese-learner-base.js';
+import { HeadedEmbeddingLearner, bceWithLogits, type ForwardTools, type HeadedEpisodeOutput, type HeadedLearnerConfig } from './learner-base.js';
 import { KOCH_DISTORTION, affineDistort } from './siamese-distort.js';
 
 export type SiameseMode = 'pairs' | 'episodic';

@@ -19,7 +19,7 @@ import {
 } from '@metalearn/core';
 import { commonConfigProperties, crossEntropy } from './embedding-learner.js';
 import { prototypeHead, prototypeLogits } from './heads.js';
-import { HeadedEmbeddingLearner, type ForwardTools, type HeadedEpisodeOutput, type HeadedLearnerConfig } from './siamese-learner-base.js';
+import { HeadedEmbeddingLearner, type ForwardTools, type HeadedEpisodeOutput, type HeadedLearnerConfig } from './learner-base.js';
 import { classMask } from './siamese.js';
 
 export interface TapNetEncoderConfig {

@@ -21,7 +21,7 @@ import { sequentialClassifier } from '@metalearn/core';
 import { Adam, stepDecayLr } from '@metalearn/core';
 import type { LrScheduleConfig, OptimizerConfig } from './embedding-learner.js';
 
-/** Options every {@link HeadedEmbeddingLearner} has. */
+/** Options every metric learner ({@link HeadedEmbeddingLearner}) has. */
 export interface HeadedLearnerConfig {
   optimizer: OptimizerConfig;
   lrSchedule: LrScheduleConfig;
@@ -46,8 +46,9 @@ export interface HeadedEpisodeOutput {
 }
 
 /**
- * Base of the metric learners whose episode head has trainable parameters of its own (Siamese:
- * the weighted-L1 weights; TapNet: the attention network), next to a backbone. Parameters are one
+ * Base of the metric learners: a backbone plus an episode head, which may have trainable parameters
+ * of its own (Siamese: the weighted-L1 weights; TapNet: the attention network) or none
+ * (ProtoNet, Matching Networks: see {@link EmbeddingLearner}). Parameters are one
  * flat map: backbone keys plus head keys (`${headPrefix}.*`), all trained by Adam on the mean
  * episode loss of the meta-batch. Adaptation embeds the support set in eval mode (batch-norm
  * running statistics, as the exported ONNX graph does) and bakes the adapted state into a head
