@@ -40,6 +40,17 @@ export function unprefix(prefix: string, p: Params): Params {
 }
 
 /**
+ * Apply a sub-model whose parameters and buffers live under `${prefix}.*` in a learner's flat maps;
+ * training-mode batch-norm updates are written back into `updates` under the same prefix.
+ */
+export function applyPrefixed(model: Sequential, prefix: string, p: Params, x: tf.Tensor, training: boolean, state: Params, updates?: Params): tf.Tensor2D {
+  const u: Params | undefined = updates ? {} : undefined;
+  const y = model.apply(unprefix(prefix, p), x, { training, state: unprefix(prefix, state), updates: u });
+  if (updates && u) for (const [k, t] of Object.entries(u)) updates[`${prefix}.${k}`] = t;
+  return y as tf.Tensor2D;
+}
+
+/**
  * Emit the backbone's layers into an existing graph (the walk of core's exportOnnx, into a graph that
  * goes on after the backbone). `input` is channels-last like tfjs; returns the embedding value [batch, F].
  */

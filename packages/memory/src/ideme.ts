@@ -40,7 +40,7 @@ import { Adam } from '@metalearn/core';
 import { uniqueVarName } from './names.js';
 import { adamStepOnVariables, checkpointParams, cloneAll, loadCheckpointParams, pooledAccuracy } from './variables.js';
 import { resolveConfig } from './config.js';
-import { backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, unprefix, type BackboneConfig } from './backbone.js';
+import { applyPrefixed, backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, unprefix, type BackboneConfig } from './backbone.js';
 
 export interface IdemeConfig extends BackboneConfig {
   classes: number;
@@ -113,10 +113,7 @@ export class IdemeModel {
   }
 
   embedding(p: Params, x: tf.Tensor, training: boolean, state: Params, updates?: Params): tf.Tensor2D {
-    const u: Params | undefined = updates ? {} : undefined;
-    const y = this.embed.apply(unprefix('emb', p), x, { training, state: unprefix('emb', state), updates: u });
-    if (updates && u) for (const [k, t] of Object.entries(u)) updates[`emb.${k}`] = t;
-    return y as tf.Tensor2D;
+    return applyPrefixed(this.embed, 'emb', p, x, training, state, updates);
   }
 
   /** Patch weights [n, p, p] in (0, 1) for probe/gallery pairs [n, ...inputShape]. */

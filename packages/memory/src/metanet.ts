@@ -35,7 +35,7 @@ import { Adam } from '@metalearn/core';
 import { uniqueVarName } from './names.js';
 import { adamStepOnVariables, checkpointParams, cloneAll, loadCheckpointParams, pooledAccuracy } from './variables.js';
 import { resolveConfig } from './config.js';
-import { backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, stopGradient, unprefix, type BackboneConfig } from './backbone.js';
+import { applyPrefixed, backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, stopGradient, unprefix, type BackboneConfig } from './backbone.js';
 
 export interface MetaNetConfig extends BackboneConfig {
   /** output classes (max ways) */
@@ -149,10 +149,7 @@ export class MetaNetModel {
   }
 
   features(p: Params, x: tf.Tensor, training: boolean, state: Params, updates?: Params): tf.Tensor2D {
-    const u: Params | undefined = updates ? {} : undefined;
-    const y = this.backbone.apply(unprefix('bb', p), x, { training, state: unprefix('bb', state), updates: u });
-    if (updates && u) for (const [k, t] of Object.entries(u)) updates[`bb.${k}`] = t;
-    return y as tf.Tensor2D;
+    return applyPrefixed(this.backbone, 'bb', p, x, training, state, updates);
   }
 
   /** r = relu(f·Q + b) + relu(f·Q*) */
