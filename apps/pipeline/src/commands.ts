@@ -22,6 +22,7 @@ import {
   type Episode,
   type EvalResult,
   type MetaLearner,
+  onnxEpisodeAccuracy,
 } from '@metalearn/core';
 import { EpisodeSampler, materialize, readEpisodeSet, type ClassDataset } from '@metalearn/data';
 import { lastValueFrom } from 'rxjs';
@@ -203,20 +204,7 @@ export async function evalCheckpoint(checkpoint: string, opts: EvalOptions = {})
 }
 
 /** Query accuracy of an episode with the adapted classifier run in onnxruntime (as `metalearn run`). */
-export async function ortScore(learner: MetaLearner, ep: Episode): Promise<number> {
-  const clf = learner.adapt(ep.support, ep.ways);
-  try {
-    const runner = await OnnxRunner.create(clf.toOnnx(), { intraOpNumThreads: 1 });
-    try {
-      const r = await runner.run(ep.query.x.dataSync() as Float32Array, [...ep.query.x.shape]);
-      return accuracy(argmaxRows(r.data, r.shape[0]!, r.shape[1]!), ep.query.y);
-    } finally {
-      await runner.release();
-    }
-  } finally {
-    clf.dispose();
-  }
-}
+export const ortScore = onnxEpisodeAccuracy;
 
 /** A support set: examples, labels 0..ways-1 and class names. */
 export interface SupportSet {

@@ -6,7 +6,6 @@ import {
   OnnxRunner,
   Rng,
   accuracy,
-  argmaxRows,
   checkpointEvery,
   evaluate,
   evaluateEvery,
@@ -25,6 +24,7 @@ import {
   type EvalResult,
   type MetaLearner,
   type TrainEvent,
+  onnxEpisodeAccuracy,
 } from '@metalearn/core';
 import { EpisodeSampler, type ClassDataset } from '@metalearn/data';
 import '@metalearn/metric';
@@ -347,21 +347,7 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
     for (let i = 0; i < nTest; i++) yield testSampler.episode(i);
   };
   const evalEngine: string = cfg.evaluate.engine;
-  const ortScorer = async (ep: Episode): Promise<number> => {
-    const clf = learner.adapt(ep.support, ep.ways);
-    try {
-      // one thread: a small batch per session, less overhead, and results independent of the core count
-      const runner = await OnnxRunner.create(clf.toOnnx(), { intraOpNumThreads: 1 });
-      try {
-        const r = await runner.run(ep.query.x.dataSync() as Float32Array, [...ep.query.x.shape]);
-        return accuracy(argmaxRows(r.data, r.shape[0]!, r.shape[1]!), ep.query.y);
-      } finally {
-        await runner.release();
-      }
-    } finally {
-      clf.dispose();
-    }
-  };
+  const ortScorer = (ep: Episode): Promise<number> => onnxEpisodeAccuracy(learner, ep);
   let accSum = 0;
   const result: EvalResult = await lastValueFrom(
     evaluate(learner, testEpisodes(), {

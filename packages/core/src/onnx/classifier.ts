@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { FewShotClassifier, OnnxModel } from '../contracts.js';
+import type { Episode, FewShotClassifier, MetaLearner, OnnxModel } from '../contracts.js';
+import { accuracy, argmaxRows } from '../metrics.js';
+import { OnnxRunner } from './runtime.js';
 import type { Params } from '../nn/types.js';
 import type { Sequential } from '../nn/sequential.js';
 import { exportOnnx } from './export.js';
@@ -42,4 +44,24 @@ export function sequentialClassifier(model: Sequential, params: Params, opts: Se
       if (state) tf.dispose(Object.values(state));
     },
   };
+}
+
+/**
+ * Query accuracy of one episode scored in onnxruntime: adapt `learner` on the support set, export the
+ * adapted classifier, run the query set through it. One intra-op thread: a small batch per session
+ * has less overhead, and the result does not depend on the core count.
+ */
+export async function onnxEpisodeAccuracy(learner: MetaLearner, ep: Episode): Promise<number> {
+  const clf = learner.adapt(ep.support, ep.ways);
+  try {
+    const runner = await OnnxRunner.create(clf.toOnnx(), { intraOpNumThreads: 1 });
+    try {
+      const r = await runner.run(ep.query.x.dataSync() as Float32Array, [...ep.query.x.shape]);
+      return accuracy(argmaxRows(r.data, r.shape[0]!, r.shape[1]!), ep.query.y);
+    } finally {
+      await runner.release();
+    }
+  } finally {
+    clf.dispose();
+  }
 }
