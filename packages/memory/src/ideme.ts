@@ -37,8 +37,7 @@ import {
 } from '@metalearn/core';
 import { oneHotF } from './addressing.js';
 import { Adam } from '@metalearn/core';
-import { uniqueVarName } from './names.js';
-import { adamStepOnVariables, checkpointParams, cloneAll, loadCheckpointParams, pooledAccuracy } from './variables.js';
+import { adamStepOnVariables, checkpointParams, cloneAll, loadCheckpointParams, pooledAccuracy, toVariables } from './variables.js';
 import { resolveConfig } from './config.js';
 import { applyPrefixed, backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, unprefix, type BackboneConfig } from './backbone.js';
 
@@ -178,9 +177,7 @@ export class IdemeLearner implements MetaLearner<IdemeConfig> {
     this.model = new IdemeModel(config, ctx.inputShape);
     this.rng = new Rng(ctx.seed);
     const init = this.model.init(this.rng.fork('init'));
-    this.params = {};
-    for (const k of Object.keys(init).sort()) this.params[k] = tf.variable(init[k]!, true, uniqueVarName(`ideme/${k}`));
-    tf.dispose(Object.values(init));
+    this.params = toVariables(init, 'ideme');
     this.bnState = this.model.initState();
     this.adam = new Adam({ lr: config.lr, clipNorm: config.gradClip });
   }

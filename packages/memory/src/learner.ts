@@ -18,8 +18,7 @@ import {
 } from '@metalearn/core';
 import { oneHotF } from './addressing.js';
 import { Adam } from '@metalearn/core';
-import { uniqueVarName } from './names.js';
-import { adamStepOnVariables, checkpointParams, loadCheckpointParams } from './variables.js';
+import { adamStepOnVariables, checkpointParams, loadCheckpointParams, toVariables } from './variables.js';
 import { lstmMetaConfigSchema, mannConfigSchema, resolveConfig, type LstmMetaConfig, type MannConfig, type SeqLearnerConfigBase } from './config.js';
 import type { Params } from './core-nn.js';
 import { LstmModel, MannModel, type SeqState, type SequenceModel } from './models.js';
@@ -47,9 +46,7 @@ export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLe
   constructor(readonly id: string, readonly config: Cfg, readonly model: SequenceModel, readonly ctx: LearnerContext) {
     this.rng = new Rng(ctx.seed);
     const init = model.init(this.rng.fork('init'));
-    this.params = {};
-    for (const k of Object.keys(init).sort()) this.params[k] = tf.variable(init[k]!, true, uniqueVarName(`${id}/${k}`));
-    for (const t of Object.values(init)) t.dispose();
+    this.params = toVariables(init, id);
     this.adam = new Adam({ lr: config.lr, clipNorm: config.gradClip });
   }
 

@@ -32,8 +32,7 @@ import {
 } from '@metalearn/core';
 import { oneHotF } from './addressing.js';
 import { Adam } from '@metalearn/core';
-import { uniqueVarName } from './names.js';
-import { adamStepOnVariables, checkpointParams, cloneAll, loadCheckpointParams, pooledAccuracy } from './variables.js';
+import { adamStepOnVariables, checkpointParams, cloneAll, loadCheckpointParams, pooledAccuracy, toVariables } from './variables.js';
 import { resolveConfig } from './config.js';
 import { applyPrefixed, backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, stopGradient, unprefix, type BackboneConfig } from './backbone.js';
 
@@ -216,9 +215,7 @@ export class MetaNetLearner implements MetaLearner<MetaNetConfig> {
     this.model = new MetaNetModel(config, ctx.inputShape);
     this.rng = new Rng(ctx.seed);
     const init = this.model.init(this.rng.fork('init'));
-    this.params = {};
-    for (const k of Object.keys(init).sort()) this.params[k] = tf.variable(init[k]!, true, uniqueVarName(`metanet/${k}`));
-    tf.dispose(Object.values(init));
+    this.params = toVariables(init, 'metanet');
     this.state_ = this.model.initState();
     this.adam = new Adam({ lr: config.lr, clipNorm: config.gradClip });
   }

@@ -4,8 +4,20 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { dataToTensor, tensorToData, type Adam, type Checkpoint, type Params } from '@metalearn/core';
+import { uniqueVarName } from './names.js';
 
 export type Variables = Record<string, tf.Variable>;
+
+/**
+ * Trainable variables made from freshly initialised tensors (named `${prefix}/${key}#n`, unique in
+ * the process); the initial tensors are disposed.
+ */
+export function toVariables(init: Params, prefix: string): Variables {
+  const out: Variables = {};
+  for (const k of Object.keys(init).sort()) out[k] = tf.variable(init[k]!, true, uniqueVarName(`${prefix}/${k}`));
+  tf.dispose(Object.values(init));
+  return out;
+}
 
 /**
  * Gradients of `f` with respect to every variable, applied by `adam` (in place). Returns the loss and
