@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { Subject } from 'rxjs';
 import { listLearners, type BackendName } from '@metalearn/core';
+import { DataError } from '@metalearn/data';
 import { EXIT, NonFiniteLossErrorWithCheckpoint, RunInterrupted, runPipeline, summaryLines } from './run.js';
 import { PipelineValidationError, loadPipeline } from './validate.js';
 import { datasetIds, datasetSchema } from './datasets.js';
@@ -38,7 +39,7 @@ export    adapt the checkpoint's learner on a support set (image folder <class>/
 predict   classify inputs with an exported model in onnxruntime: one line per input
 bench     core's engine benchmark (one JSON line per workload with --json, a table otherwise)
 
-exit codes: 0 ok, 1 failure, 2 invalid pipeline or usage, 3 training diverged (NaN loss), 130 interrupted`;
+exit codes: 0 ok, 1 failure, 2 invalid pipeline, usage or input data, 3 training diverged (NaN loss), 130 interrupted`;
 
 interface Args {
   cmd?: string;
@@ -254,6 +255,11 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
           io.stderr(`error: ${e.message}\n`);
           return EXIT.diverged;
         }
+        if (e instanceof DataError) {
+          // the pipeline is valid but its data is not (missing folder, corrupt file, ...): an input error
+          io.stderr(`error: ${e.message}\n`);
+          return EXIT.invalid;
+        }
         throw e;
       } finally {
         if (signals) {
@@ -269,7 +275,7 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
       try {
         return await toolCommand(args, io);
       } catch (e) {
-        if (e instanceof InputError || e instanceof UsageError) {
+        if (e instanceof InputError || e instanceof UsageError || e instanceof DataError) {
           io.stderr(`${args.cmd}: ${e.message}\n`);
           return EXIT.invalid;
         }
