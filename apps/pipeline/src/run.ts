@@ -31,6 +31,7 @@ import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';
 import { datasetIds, datasetSchema, openDataset } from './datasets.js';
+import { fullSplitEpisode, fullSplitEvaluate } from './full-eval.js';
 import { Progress, formatDuration } from './progress.js';
 import { renderReport } from './report.js';
 import { PipelineValidationError, loadPipeline, type PipelineConfig } from './validate.js';
@@ -77,6 +78,8 @@ export interface RunSummary {
   totalSeconds: number;
   backend: string;
   evalEngine: string;
+  /** 'full': adapted on the whole training split, `accuracy` over the test split's examples (`testEpisodes` = test examples) */
+  evalMode?: 'full';
   seed: number;
   stopped: 'completed' | 'interrupted' | 'time-budget';
   onnx: { path: string | null; maxAbsDiff: number | null; tolerance: number; parityOk: boolean | null; episode: number; classes: number[] };
@@ -349,7 +352,9 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   const evalEngine: string = cfg.evaluate.engine;
   const ortScorer = (ep: Episode): Promise<number> => onnxEpisodeAccuracy(learner, ep);
   let accSum = 0;
-  const result: EvalResult = await lastValueFrom(
+  // evaluate.mode 'full': adapt on the whole training split, classify the whole test split (one result over test examples)
+  const fullEp = cfg.evaluate.mode === 'full' ? fullSplitEpisode(ds, cfg.data.trainSplit, evalDs, testSplit) : null;
+  const result: EvalResult = fullEp ? await fullSplitEvaluate(learner, fullEp, { engine: cfg.evaluate.engine }) : await lastValueFrom(
     evaluate(learner, testEpisodes(), {
       ...(evalEngine === 'onnxruntime' ? { scorer: ortScorer } : {}),
       onEpisode: (i, acc) => {
@@ -361,13 +366,13 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   );
   evalProgress?.done();
   const evalSeconds = (performance.now() - tEval) / 1000;
-  appendMetric({ type: 'test', iteration: endEv.iteration, accuracy: r6(result.mean), ci95: r6(result.ci95), episodes: result.n, ways: evalSpec.ways, shots: evalSpec.shots, engine: evalEngine });
+  appendMetric({ type: 'test', iteration: endEv.iteration, accuracy: r6(result.mean), ci95: r6(result.ci95), episodes: result.n, ways: evalSpec.ways, shots: evalSpec.shots, engine: evalEngine, ...(fullEp ? { mode: 'full', testExamples: result.n, ways: fullEp.ways, shots: fullEp.shots } : {}) });
 
   // 6. export the classifier adapted to test episode 0, parity check in onnxruntime
   let onnxPath: string | null = null;
   let diff: number | null = null;
   let parityOk: boolean | null = null;
-  const ep0 = testSampler.episode(0);
+  const ep0 = fullEp ?? testSampler.episode(0);
   try {
     if (cfg.export.onnx !== false) {
       const clf = learner.adapt(ep0.support, ep0.ways);
@@ -397,7 +402,9 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
 
   // 7. summary + report
   const totalSeconds = (performance.now() - tStart) / 1000;
-  const headline = `${factory.id} on ${evalDs.name}: ${evalSpec.ways}-way ${evalSpec.shots}-shot accuracy ${formatPercentCI(result)} over ${result.n} test episodes`;
+  const headline = fullEp
+    ? `${factory.id} on ${evalDs.name}: test-set accuracy ${(100 * result.mean).toFixed(2)} % (${result.n} test examples, ${fullEp.ways} classes, adapted on all ${fullEp.support.y.length} training examples)`
+    : `${factory.id} on ${evalDs.name}: ${evalSpec.ways}-way ${evalSpec.shots}-shot accuracy ${formatPercentCI(result)} over ${result.n} test episodes`;
   const summary: RunSummary = {
     pipeline: path.resolve(file),
     ...(cfg.name ? { name: cfg.name } : {}),
@@ -405,8 +412,8 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
     family: factory.family,
     dataset: ds.name,
     evalDataset: evalDs.name,
-    ways: evalSpec.ways,
-    shots: evalSpec.shots,
+    ways: fullEp?.ways ?? evalSpec.ways,
+    shots: fullEp?.shots ?? evalSpec.shots,
     queries: evalSpec.queries,
     trainWays: trainSpec.ways,
     trainShots: trainSpec.shots,
@@ -421,6 +428,7 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
     totalSeconds: Number(totalSeconds.toFixed(2)),
     backend: engine.backend,
     evalEngine,
+    ...(fullEp ? { evalMode: 'full' as const } : {}),
     seed,
     stopped: run.stopped,
     onnx: { path: onnxPath, maxAbsDiff: diff, tolerance: cfg.export.tolerance, parityOk, episode: 0, classes: ep0.description?.classes ?? [] },

@@ -61,6 +61,7 @@ export interface PipelineConfig {
     shots: number;
     queries: number;
     engine: 'onnxruntime' | 'tfjs';
+    mode: 'episodes' | 'full';
     dataset?: { dataset: string; options: Record<string, unknown>; split: string };
   };
   export: { onnx: string | false; parity: boolean; tolerance: number };
