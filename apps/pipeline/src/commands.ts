@@ -24,7 +24,7 @@ import {
   type MetaLearner,
   onnxEpisodeAccuracy,
 } from '@metalearn/core';
-import { EpisodeSampler, materialize, readEpisodeSet, type ClassDataset } from '@metalearn/data';
+import { EpisodeSampler, materialize, readEpisodeSet, type ClassDataset, type EpisodeSpec } from '@metalearn/data';
 import { lastValueFrom } from 'rxjs';
 import '@metalearn/metric';
 import '@metalearn/optim';
@@ -155,6 +155,8 @@ export interface EvalOptions {
   ways?: number;
   shots?: number;
   queries?: number;
+  /** classes of an episode share this metadata field (default: the pipeline's evaluate.withinGroup; '' = off) */
+  withinGroup?: string;
   engine?: 'onnxruntime' | 'tfjs';
   seed?: number;
   onEpisode?: (i: number, acc: number) => void;
@@ -168,6 +170,7 @@ export interface EvalSummary extends EvalResult {
   ways: number;
   shots: number;
   queries: number;
+  withinGroup?: string;
   episodes: number;
   engine: string;
   seed: number;
@@ -181,7 +184,8 @@ export async function evalCheckpoint(checkpoint: string, opts: EvalOptions = {})
   const t = await loadTrained(checkpoint, { data: opts.data });
   try {
     const ev = t.pipeline?.evaluate;
-    const spec = { ways: opts.ways ?? ev?.ways ?? 5, shots: opts.shots ?? ev?.shots ?? 1, queries: opts.queries ?? ev?.queries ?? 15 };
+    const withinGroup = opts.withinGroup ?? ev?.withinGroup;
+    const spec: EpisodeSpec = { ways: opts.ways ?? ev?.ways ?? 5, shots: opts.shots ?? ev?.shots ?? 1, queries: opts.queries ?? ev?.queries ?? 15, ...(withinGroup ? { withinGroup } : {}) };
     const n = opts.episodes ?? ev?.episodes ?? 600;
     const engine = opts.engine ?? ev?.engine ?? 'onnxruntime';
     const seed = opts.seed ?? t.seed;
@@ -189,7 +193,7 @@ export async function evalCheckpoint(checkpoint: string, opts: EvalOptions = {})
     try {
       sampler = new EpisodeSampler(t.dataset, t.testSplit, spec, `${seed}/test`);
     } catch (e) {
-      throw new InputError(`${spec.ways}-way ${spec.shots}-shot ${spec.queries}-query episodes from split '${t.testSplit}' of '${t.dataset.name}': ${(e as Error).message}`);
+      throw new InputError(`${spec.ways}-way ${spec.shots}-shot ${spec.queries}-query episodes${spec.withinGroup ? ` within one '${spec.withinGroup}'` : ''} from split '${t.testSplit}' of '${t.dataset.name}': ${(e as Error).message}`);
     }
     const eps = function* (): Generator<Episode> {
       for (let i = 0; i < n; i++) yield sampler.episode(i);

@@ -26,7 +26,7 @@ import {
   type TrainEvent,
   onnxEpisodeAccuracy,
 } from '@metalearn/core';
-import { EpisodeSampler, type ClassDataset } from '@metalearn/data';
+import { EpisodeSampler, type ClassDataset, type EpisodeSpec } from '@metalearn/data';
 import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';
@@ -168,14 +168,14 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   if (evalDs.featureShape.join('x') !== ds.featureShape.join('x')) {
     throw new PipelineValidationError(file, [{ path: '/evaluate/dataset', message: `its examples have shape [${evalDs.featureShape}], the training data [${ds.featureShape}]; the learner needs one input shape` }]);
   }
-  const trainSpec = { ways: cfg.episodes.ways, shots: cfg.episodes.shots, queries: cfg.episodes.queries };
-  const evalSpec = { ways: cfg.evaluate.ways, shots: cfg.evaluate.shots, queries: cfg.evaluate.queries };
+  const trainSpec: EpisodeSpec = { ways: cfg.episodes.ways, shots: cfg.episodes.shots, queries: cfg.episodes.queries, ...(cfg.episodes.withinGroup ? { withinGroup: cfg.episodes.withinGroup } : {}) };
+  const evalSpec: EpisodeSpec = { ways: cfg.evaluate.ways, shots: cfg.evaluate.shots, queries: cfg.evaluate.queries, ...(cfg.evaluate.withinGroup ? { withinGroup: cfg.evaluate.withinGroup } : {}) };
   // episode specs that the data cannot serve are pipeline errors (exit 2, nothing written)
   const sampler = (d: ClassDataset, split: string, spec: typeof trainSpec, tag: string, ptr: string): EpisodeSampler => {
     try {
       return new EpisodeSampler(d, split, spec, `${seed}/${tag}`);
     } catch (e) {
-      throw new PipelineValidationError(file, [{ path: ptr, message: `${(e as Error).message} (${tag} episodes: ${spec.ways}-way ${spec.shots}-shot ${spec.queries} queries from split '${split}')` }]);
+      throw new PipelineValidationError(file, [{ path: ptr, message: `${(e as Error).message} (${tag} episodes: ${spec.ways}-way ${spec.shots}-shot ${spec.queries} queries${spec.withinGroup ? ` within one '${spec.withinGroup}'` : ''} from split '${split}')` }]);
     }
   };
   const trainSampler = sampler(ds, cfg.data.trainSplit, trainSpec, 'train', '/episodes');

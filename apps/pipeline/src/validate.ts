@@ -43,7 +43,7 @@ export interface PipelineConfig {
   description?: string;
   plugins: string[];
   data: { dataset: string; options: Record<string, unknown>; trainSplit: string; valSplit: string; testSplit: string };
-  episodes: { ways: number; shots: number; queries: number };
+  episodes: { ways: number; shots: number; queries: number; withinGroup?: string };
   learner: { id: string; [option: string]: unknown };
   train: {
     iterations: number;
@@ -60,6 +60,7 @@ export interface PipelineConfig {
     ways: number;
     shots: number;
     queries: number;
+    withinGroup?: string;
     engine: 'onnxruntime' | 'tfjs';
     mode: 'episodes' | 'full';
     dataset?: { dataset: string; options: Record<string, unknown>; split: string };

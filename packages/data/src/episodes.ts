@@ -26,6 +26,14 @@ export interface EpisodeSpec {
   shots: number;
   queries: number;
   variable?: VariableSpec;
+  /**
+   * Draw all classes of an episode from one group: the classes sharing the value of this
+   * `classInfo` field (e.g. 'alphabet' for Omniglot: Koch et al.'s within-alphabet one-shot task).
+   * Every group of the pool must have at least `ways` classes (variable: `minWays`). With
+   * EpisodeSampler, episodes cycle through the groups: each run of G consecutive episodes (G =
+   * number of groups) visits every group once, in a seeded order; sampleEpisode picks one at random.
+   */
+  withinGroup?: string;
 }
 
 /** Which classes an episode may draw from: a split name, an explicit list, or undefined (all). */
@@ -37,6 +45,9 @@ function checkSpec(spec: EpisodeSpec): void {
   if (!Number.isInteger(spec.ways) || spec.ways < 1) throw bad('ways', spec.ways, 'an integer >= 1');
   if (!Number.isInteger(spec.shots) || spec.shots < 1) throw bad('shots', spec.shots, 'an integer >= 1');
   if (!Number.isInteger(spec.queries) || spec.queries < 0) throw bad('queries', spec.queries, 'an integer >= 0');
+  if (spec.withinGroup !== undefined && (typeof spec.withinGroup !== 'string' || spec.withinGroup === '')) {
+    throw bad('withinGroup', spec.withinGroup, "the name of a class metadata field, e.g. 'alphabet'");
+  }
   const v = spec.variable;
   if (v) {
     for (const k of ['minWays', 'maxWays', 'maxShots', 'maxSupportSize'] as const) {
@@ -50,6 +61,38 @@ function poolName(pool: ClassPool): string {
   return typeof pool === 'string' ? `split '${pool}'` : pool === undefined ? 'the dataset' : 'the class list';
 }
 
+/** The classes of a pool grouped by a metadata field: group value -> class ids (groups in name order). */
+export interface ClassGroups {
+  key: string;
+  names: string[];
+  classes: (readonly number[])[];
+}
+
+/**
+ * Group `classes` by the `classInfo(c)[key]` metadata field. Throws a DataError when a class lacks
+ * the field (naming the class and the fields it has).
+ */
+export function groupClasses(ds: ClassDataset, classes: readonly number[], key: string): ClassGroups {
+  const by = new Map<string, number[]>();
+  for (const c of classes) {
+    const info = ds.classInfo(c);
+    const v = info[key];
+    if (v === undefined || v === null || (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')) {
+      const have = Object.keys(info).filter((k) => k !== 'name');
+      throw new DataError(
+        `${ds.name}: withinGroup '${key}': class ${c} ('${info.name}') has no '${key}' field` +
+          (have.length ? ` (its metadata fields: ${have.join(', ')})` : ' (it has no metadata fields besides its name)'),
+      );
+    }
+    const g = String(v);
+    let l = by.get(g);
+    if (!l) by.set(g, (l = []));
+    l.push(c);
+  }
+  const names = [...by.keys()].sort();
+  return { key, names, classes: names.map((n) => by.get(n)!) };
+}
+
 /**
  * Check once that every episode of `spec` can be drawn from `pool`; throws a DataError naming
  * the offending class (too few items) or the shortfall of classes.
@@ -57,6 +100,19 @@ function poolName(pool: ClassPool): string {
 export function validateEpisodeSpec(ds: ClassDataset, pool: ClassPool, spec: EpisodeSpec): readonly number[] {
   checkSpec(spec);
   const classes = resolveClasses(ds, pool);
+  if (spec.withinGroup !== undefined) {
+    const groups = groupClasses(ds, classes, spec.withinGroup);
+    const need = spec.variable ? (spec.variable.minWays ?? Math.min(5, spec.ways)) : spec.ways;
+    const small = groups.names.map((n, i) => [n, groups.classes[i]!.length] as const).filter(([, k]) => k < need);
+    if (groups.names.length === 0) throw new DataError(`${ds.name}: ${poolName(pool)} has no classes`);
+    if (small.length) {
+      const list = small.map(([n, k]) => `'${n}' (${k})`).join(', ');
+      throw new DataError(
+        `${ds.name}: withinGroup '${spec.withinGroup}': ${small.length} of the ${groups.names.length} groups of ${poolName(pool)} have fewer than ` +
+          `${spec.variable ? 'minWays' : 'ways'} = ${need} classes: ${list}; lower the ways or restrict the pool to larger groups`,
+      );
+    }
+  }
   if (spec.variable) {
     const minWays = spec.variable.minWays ?? Math.min(5, spec.ways);
     if (classes.length < minWays) {
@@ -107,7 +163,7 @@ export function sampleDistinct(rng: Rng, n: number, k: number): number[] {
   return out;
 }
 
-/** Draw one episode description from already validated pool classes. */
+/** Draw one episode description from already validated pool classes (one group's, with withinGroup). */
 function drawEpisode(ds: ClassDataset, classes: readonly number[], spec: EpisodeSpec, rng: Rng): EpisodeDescription {
   if (!spec.variable) {
     const picked = sampleDistinct(rng, classes.length, spec.ways).map((i) => classes[i]!);
@@ -151,6 +207,10 @@ function drawEpisode(ds: ClassDataset, classes: readonly number[], spec: Episode
 /** Sample one episode description (class ids + item indices) with `rng`. */
 export function sampleEpisode(ds: ClassDataset, pool: ClassPool, spec: EpisodeSpec, rng: Rng): EpisodeDescription {
   const classes = validateEpisodeSpec(ds, pool, spec);
+  if (spec.withinGroup !== undefined) {
+    const g = groupClasses(ds, classes, spec.withinGroup);
+    return drawEpisode(ds, g.classes[rng.int(g.names.length)]!, spec, rng);
+  }
   return drawEpisode(ds, classes, spec, rng);
 }
 
@@ -165,6 +225,8 @@ export function episodeRng(seed: number | string, index: number): Rng {
  */
 export class EpisodeSampler {
   readonly classes: readonly number[];
+  /** the pool's classes grouped by `spec.withinGroup` (null without it) */
+  readonly groups: ClassGroups | null;
   constructor(
     readonly dataset: ClassDataset,
     readonly pool: ClassPool,
@@ -172,10 +234,25 @@ export class EpisodeSampler {
     readonly seed: number | string,
   ) {
     this.classes = validateEpisodeSpec(dataset, pool, spec);
+    this.groups = spec.withinGroup !== undefined ? groupClasses(dataset, this.classes, spec.withinGroup) : null;
+  }
+
+  /**
+   * The group index of episode `index` (withinGroup only): episodes cycle through the G groups,
+   * each cycle k = floor(index / G) in its own seeded order, so any G consecutive episodes starting
+   * at a multiple of G cover every group exactly once.
+   */
+  groupOf(index: number): number {
+    const G = this.groups ? this.groups.names.length : 0;
+    if (!G) throw new Error('EpisodeSampler.groupOf: the spec has no withinGroup');
+    const cycle = Math.floor(index / G);
+    const order = new Rng(`episode-groups/${this.seed}/${cycle}`).sample(G, G);
+    return order[index - cycle * G]!;
   }
 
   describe(index: number): EpisodeDescription {
-    return drawEpisode(this.dataset, this.classes, this.spec, episodeRng(this.seed, index));
+    const pool = this.groups ? this.groups.classes[this.groupOf(index)]! : this.classes;
+    return drawEpisode(this.dataset, pool, this.spec, episodeRng(this.seed, index));
   }
 
   episode(index: number): Episode {
