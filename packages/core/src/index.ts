@@ -9,3 +9,4 @@ export * from './rx/index.js';
 export * from './nn/index.js';
 export * from './onnx/index.js';
 export * from './optim/adam.js';
+export * from './parallel/index.js';

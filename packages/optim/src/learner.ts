@@ -4,8 +4,13 @@ import {
   Rng,
   conv4,
   dataToTensors,
+  flatData,
+  fromFlat,
   mlp,
   registerLearner,
+  sumTaskGradients,
+  taskParallelStep,
+  toFlat,
   tensorsToData,
   type Checkpoint,
   type Episode,
@@ -16,6 +21,10 @@ import {
   type MetaLearner,
   type Sequential,
   type StepResult,
+  type FlatParams,
+  type StepContext,
+  type TaskGradient,
+  type TaskParallelLearner,
 } from '@metalearn/core';
 import { sequentialClassifier } from '@metalearn/core';
 import { Adam } from '@metalearn/core';
@@ -177,7 +186,7 @@ function episodeTask(e: Episode): Task {
  * functional core `Sequential` network with a linear head. Parameters are plain tensors; the outer
  * update is Adam (Reptile: interpolation θ ← θ + ε·mean(φ − θ)).
  */
-export class OptimLearner implements MetaLearner<OptimConfig> {
+export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearner {
   readonly family = 'optim' as const;
   readonly model: Sequential;
   readonly headKeys: string[];
@@ -217,46 +226,70 @@ export class OptimLearner implements MetaLearner<OptimConfig> {
     };
   }
 
+  /** One outer update: {@link taskParallelStep} with no pool (the same maths a worker pool runs). */
   metaTrainStep(batch: Episode[]): StepResult {
+    return taskParallelStep(this, batch);
+  }
+
+  beginStep(batch: Episode[]): StepContext {
     if (!batch.length) throw new Error(`${this.id}.metaTrainStep: empty meta-batch`);
     for (const e of batch) if (e.ways !== this.config.ways) throw new Error(`${this.id}: episode has ${e.ways} ways but the learner's head has ${this.config.ways} (config field 'ways')`);
+    return {};
+  }
+
+  /**
+   * Per-task meta-gradients at the current meta-parameters: second-order MAML / Meta-SGD / ANIL,
+   * first-order MAML, iMAML's implicit gradient, or Reptile's update direction φ − θ. No randomness.
+   */
+  taskGradients(episodes: Episode[], first: number, _ctx: StepContext): TaskGradient[] {
     const spec = this.spec(this.config.innerSteps);
-    let sum: Params | null = null;
-    let loss = 0;
-    let acc = 0;
-    const extra: Record<string, number> = {};
-    for (const e of batch) {
+    return episodes.map((e, i) => {
+      if (e.ways !== this.config.ways) throw new Error(`${this.id}: episode has ${e.ways} ways but the learner's head has ${this.config.ways} (config field 'ways')`);
       const task = episodeTask(e);
-      let r: TaskGradResult;
-      if (this.id === 'reptile') {
-        const d = reptileTaskDelta(spec, this.meta, task, this.config.reptileUseQuery ?? false);
-        r = { loss: d.loss, queryOut: d.queryOut, grads: d.delta };
-      } else if (this.id === 'imaml') {
-        const ir = imamlTaskGrad(spec, this.meta, task, { lambda: this.config.lambda ?? 2, cgSteps: this.config.cgSteps ?? 5 });
-        extra.cgResidual = (extra.cgResidual ?? 0) + ir.cgResidual / batch.length;
-        r = ir;
-      } else if (this.config.firstOrder || this.id === 'fomaml') {
-        r = fomamlTaskGrad(spec, this.meta, task);
-      } else {
-        r = mamlTaskGrad(spec, this.meta, task);
+      try {
+        let r: TaskGradResult;
+        const metrics: Record<string, number> = {};
+        if (this.id === 'reptile') {
+          const d = reptileTaskDelta(spec, this.meta, task, this.config.reptileUseQuery ?? false);
+          r = { loss: d.loss, queryOut: d.queryOut, grads: d.delta };
+        } else if (this.id === 'imaml') {
+          const ir = imamlTaskGrad(spec, this.meta, task, { lambda: this.config.lambda ?? 2, cgSteps: this.config.cgSteps ?? 5 });
+          metrics.cgResidual = ir.cgResidual;
+          r = ir;
+        } else if (this.config.firstOrder || this.id === 'fomaml') {
+          r = fomamlTaskGrad(spec, this.meta, task);
+        } else {
+          r = mamlTaskGrad(spec, this.meta, task);
+        }
+        const total = e.query.y.length;
+        const correct = Math.round(accuracyOf(r.queryOut, e.query.y) * total);
+        r.queryOut.dispose();
+        const grads: Record<string, Float32Array> = {};
+        for (const k of keysOf(r.grads)) grads[k] = flatData(r.grads[k]!);
+        disposeParams(r.grads);
+        return { index: first + i, loss: r.loss, correct, total, grads, metrics };
+      } finally {
+        task.ys.dispose();
+        task.yq.dispose();
       }
-      loss += r.loss / batch.length;
-      acc += accuracyOf(r.queryOut, e.query.y) / batch.length;
-      r.queryOut.dispose();
-      task.ys.dispose();
-      task.yq.dispose();
-      if (!sum) sum = r.grads;
-      else {
-        const prev: Params = sum;
-        const next: Params = {};
-        for (const k of Object.keys(prev)) next[k] = tf.add(prev[k]!, r.grads[k]!);
-        disposeParams(prev, r.grads);
-        sum = next;
-      }
-    }
+    });
+  }
+
+  /** Mean of the tasks' gradients (summed in task order) → Adam step (Reptile: θ ← θ + ε·mean(φ − θ)). */
+  applyGradients(tasks: TaskGradient[], _ctx: StepContext): StepResult {
+    const s = sumTaskGradients(tasks);
+    const n = s.n;
+    let acc = 0;
+    for (const t of [...tasks].sort((a, b) => a.index - b.index)) acc += (t.total ? t.correct / t.total : 0) / n;
+    const loss = s.loss / n;
+    const extra: Record<string, number> = {};
+    for (const [k, v] of Object.entries(s.metrics)) extra[k] = v / n;
     const mean: Params = {};
-    for (const k of Object.keys(sum!)) mean[k] = tf.div(sum![k]!, batch.length);
-    disposeParams(sum!);
+    for (const k of Object.keys(s.grads).sort()) {
+      const p = this.meta[k];
+      if (!p) throw new Error(`${this.id}.applyGradients: gradient for unknown parameter '${k}'`);
+      mean[k] = tf.tidy(() => tf.div(tf.tensor(s.grads[k]!, p.shape, 'float32'), n));
+    }
     let next: Params;
     if (this.id === 'reptile') {
       const anneal = this.config.annealSteps ? Math.max(0, 1 - this.steps / this.config.annealSteps) : 1;
@@ -273,9 +306,25 @@ export class OptimLearner implements MetaLearner<OptimConfig> {
     disposeParams(mean, this.meta);
     this.meta = next;
     this.steps++;
-    this.episodes += batch.length;
+    this.episodes += n;
     if (!Number.isFinite(loss)) throw new Error(`${this.id}: meta-loss is ${loss} at outer step ${this.steps} (lower innerLr/metaLr or set clipNorm)`);
     return { loss, accuracy: acc, metrics: extra };
+  }
+
+  /** The meta-parameters (network + learned rates) as flat arrays. */
+  getParams(): FlatParams {
+    return toFlat(this.meta);
+  }
+
+  /** Replace the meta-parameters (same keys and shapes). */
+  setParams(p: FlatParams): void {
+    const want = keysOf(this.meta);
+    const got = Object.keys(p).sort();
+    const bad = want.filter((k) => !p[k] || p[k]!.shape.join('x') !== this.meta[k]!.shape.join('x'));
+    if (bad.length || got.length !== want.length) throw new Error(`${this.id}.setParams: parameters do not match: expected [${want.join(', ')}], got [${got.join(', ')}]${bad.length ? `; missing or wrong shape: ${bad.join(', ')}` : ''}`);
+    const next = fromFlat(p);
+    disposeParams(this.meta);
+    this.meta = next;
   }
 
   /** Learned rates for `steps` steps: per-step rates beyond the trained steps reuse the last one. */
