@@ -166,7 +166,7 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   checkSplit(ds, cfg.data.valSplit, '/data/valSplit');
   checkSplit(evalDs, testSplit, cfg.evaluate.dataset ? '/evaluate/dataset/split' : '/data/testSplit');
   if (evalDs.featureShape.join('x') !== ds.featureShape.join('x')) {
-    throw new PipelineValidationError(file, [{ path: '/evaluate/dataset', message: `its examples have shape [${evalDs.featureShape}], the training data [${ds.featureShape}]; the learner needs one input shape` }]);
+    throw new PipelineValidationError(file, [{ path: '/evaluate/dataset', message: `evaluate.dataset '${cfg.evaluate.dataset!.dataset}' (${evalDs.name}) has examples of shape [${evalDs.featureShape}], the training data '${cfg.data.dataset}' (${ds.name}) [${ds.featureShape}]; the learner needs one input shape (cross-domain evaluation needs data of the training shape, e.g. the same image size and channels)` }]);
   }
   const trainSpec: EpisodeSpec = { ways: cfg.episodes.ways, shots: cfg.episodes.shots, queries: cfg.episodes.queries, ...(cfg.episodes.withinGroup ? { withinGroup: cfg.episodes.withinGroup } : {}) };
   const evalSpec: EpisodeSpec = { ways: cfg.evaluate.ways, shots: cfg.evaluate.shots, queries: cfg.evaluate.queries, ...(cfg.evaluate.withinGroup ? { withinGroup: cfg.evaluate.withinGroup } : {}) };
