@@ -2,7 +2,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   Rng,
   dataToTensors,
+  flatData,
+  fromFlat,
+  sumTaskGradients,
+  taskParallelStep,
   tensorsToData,
+  toFlat,
+  type FlatParams,
+  type StepContext,
+  type TaskGradient,
+  type TaskParallelLearner,
   type Checkpoint,
   type Episode,
   type Family,
@@ -54,7 +63,7 @@ export interface HeadedEpisodeOutput {
  * running statistics, as the exported ONNX graph does) and bakes the adapted state into a head
  * layer appended to the backbone.
  */
-export abstract class HeadedEmbeddingLearner<Cfg extends HeadedLearnerConfig> implements MetaLearner<Cfg> {
+export abstract class HeadedEmbeddingLearner<Cfg extends HeadedLearnerConfig> implements MetaLearner<Cfg>, TaskParallelLearner {
   abstract readonly id: string;
   readonly family: Family = 'metric';
   protected params: Params;
@@ -114,72 +123,151 @@ export abstract class HeadedEmbeddingLearner<Cfg extends HeadedLearnerConfig> im
     return this.backbone.apply(this.params, x, { training: false, state: this.buffers }) as tf.Tensor2D;
   }
 
+  /** One meta-update: {@link taskParallelStep} with no pool (the same maths a worker pool runs). */
   metaTrainStep(batch: Episode[]): StepResult {
+    return taskParallelStep(this, batch);
+  }
+
+  /**
+   * Validates the batch and draws the step's random seed from the learner's generator (main thread
+   * only): task i of the step uses its own stream seeded by (that seed, i), whichever thread runs it.
+   */
+  beginStep(batch: Episode[]): StepContext {
     if (batch.length === 0) throw new Error(`${this.id}.metaTrainStep: empty meta-batch`);
+    return { seed: `${this.rng.seed}/step/${this.rng.int(2 ** 31)}` };
+  }
+
+  /** Random stream of task `index` of a step. */
+  private taskRng(ctx: StepContext, index: number): Rng {
+    if (typeof ctx.seed !== 'string') throw new Error(`${this.id}: step context lacks its 'seed' (call beginStep)`);
+    return new Rng(`${ctx.seed}/task/${index}`);
+  }
+
+  /**
+   * Per episode: the gradient of its loss w.r.t. every parameter (backbone + head), its query
+   * predictions, and the batch-norm running statistics after its forward passes (starting from the
+   * step's statistics).
+   */
+  taskGradients(episodes: Episode[], first: number, ctx: StepContext): TaskGradient[] {
     const names = Object.keys(this.params).sort();
-    const lr = this.currentLr();
-    let state = this.buffers;
-    const created: Params[] = [];
-    const preds: tf.Tensor[] = [];
-    const rng = this.rng;
-    const f = (...ws: tf.Tensor[]): tf.Scalar => {
-      const p: Params = {};
-      names.forEach((k, i) => (p[k] = ws[i]!));
-      const embed = (x: tf.Tensor): tf.Tensor2D => {
-        const updates: Params = {};
-        const emb = this.backbone.apply(p, x, { training: true, state, updates }) as tf.Tensor2D;
-        if (Object.keys(updates).length > 0) {
-          created.push(updates);
-          state = updates;
-        }
-        return emb;
-      };
-      let total: tf.Scalar = tf.scalar(0);
-      for (const ep of batch) {
+    return episodes.map((ep, i) => {
+      const index = first + i;
+      const rng = this.taskRng(ctx, index);
+      let state = this.buffers;
+      const created: Params[] = [];
+      let pred: tf.Tensor | null = null;
+      const f = (...ws: tf.Tensor[]): tf.Scalar => {
+        const p: Params = {};
+        names.forEach((k, j) => (p[k] = ws[j]!));
+        const embed = (x: tf.Tensor): tf.Tensor2D => {
+          const updates: Params = {};
+          const emb = this.backbone.apply(p, x, { training: true, state, updates }) as tf.Tensor2D;
+          if (Object.keys(updates).length > 0) {
+            created.push(updates);
+            state = updates;
+          }
+          return emb;
+        };
         const out = this.episodeForward(p, ep, { embed, rng });
-        preds.push(tf.keep(tf.argMax(out.logits, 1)));
-        total = tf.add(total, out.loss);
+        pred = tf.keep(tf.argMax(out.logits, 1));
+        return out.loss;
+      };
+      let value: tf.Scalar;
+      let grads: tf.Tensor[];
+      try {
+        ({ value, grads } = tf.tidy(() => tf.valueAndGrads(f)(names.map((k) => this.params[k]!))));
+      } catch (e) {
+        for (const u of created) tf.dispose(Object.values(u));
+        (pred as tf.Tensor | null)?.dispose();
+        throw e;
       }
-      return tf.div(total, batch.length) as tf.Scalar;
-    };
-    const { value, grads } = tf.tidy(() => tf.valueAndGrads(f)(names.map((k) => this.params[k]!)));
-    const loss = value.dataSync()[0]!;
-    value.dispose();
-    let correct = 0;
-    let total = 0;
-    preds.forEach((pr, i) => {
-      const y = batch[i]!.query.y;
-      const d = pr.dataSync();
-      for (let j = 0; j < y.length; j++) if (d[j] === y[j]) correct++;
-      total += y.length;
-      pr.dispose();
+      const loss = value.dataSync()[0]!;
+      value.dispose();
+      const y = ep.query.y;
+      let correct = 0;
+      if (pred) {
+        const d = (pred as tf.Tensor).dataSync();
+        for (let j = 0; j < y.length; j++) if (d[j] === y[j]) correct++;
+        (pred as tf.Tensor).dispose();
+      }
+      const g: Record<string, Float32Array> = {};
+      names.forEach((k, j) => (g[k] = flatData(grads[j]!)));
+      tf.dispose(grads);
+      const buffers: Record<string, Float32Array> = {};
+      if (state !== this.buffers) {
+        const finalState = state;
+        for (const k of Object.keys(this.buffers).sort()) buffers[k] = flatData(finalState[k] ?? this.buffers[k]!);
+      }
+      for (const u of created) tf.dispose(Object.values(u));
+      return { index, loss, correct, total: y.length, grads: g, buffers };
     });
-    const accuracy = total ? correct / total : NaN;
-    const finalState = state;
+  }
+
+  /**
+   * Adam on the mean episode gradient (tasks summed in task order). Batch-norm running statistics
+   * become the mean over the tasks of each task's statistics (every task starts from the step's; with
+   * one task per step this is that task's chained update). A non-finite loss or gradient updates
+   * nothing and reports the loss as NaN (or ±Infinity).
+   */
+  applyGradients(tasks: TaskGradient[], _ctx: StepContext): StepResult {
+    const s = sumTaskGradients(tasks);
+    const lr = this.currentLr();
+    const loss = s.loss / s.n;
+    const accuracy = s.total ? s.correct / s.total : NaN;
+    const names = Object.keys(this.params).sort();
+    const mean: Params = {};
+    for (const k of names) {
+      const g = s.grads[k];
+      if (!g) throw new Error(`${this.id}.applyGradients: no gradient for parameter '${k}'`);
+      mean[k] = tf.tidy(() => tf.div(tf.tensor(g, this.params[k]!.shape, 'float32'), s.n));
+    }
     let gradNorm = NaN;
-    if (Number.isFinite(loss)) gradNorm = Math.sqrt(tf.tidy(() => tf.addN(grads.map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
+    if (Number.isFinite(loss)) gradNorm = Math.sqrt(tf.tidy(() => tf.addN(Object.values(mean).map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
       // keep the last good parameters: no update, no new running statistics
-      tf.dispose(grads);
-      for (const u of created) tf.dispose(Object.values(u));
+      tf.dispose(Object.values(mean));
       return { loss: Number.isFinite(loss) ? NaN : loss, accuracy, metrics: { lr, gradNorm } };
     }
-    const gmap: Params = {};
-    names.forEach((k, i) => (gmap[k] = grads[i]!));
     const previous = this.params;
-    this.params = this.adam.step(previous, gmap, lr);
+    this.params = this.adam.step(previous, mean, lr);
     tf.dispose(Object.values(previous));
-    tf.dispose(grads);
-    if (finalState !== this.buffers) {
-      for (const u of created) if (u !== finalState) tf.dispose(Object.values(u));
+    tf.dispose(Object.values(mean));
+    const bufKeys = Object.keys(s.buffers);
+    if (bufKeys.length) {
       const merged: Params = { ...this.buffers };
-      for (const [k, t] of Object.entries(finalState)) {
-        merged[k]!.dispose();
-        merged[k] = t;
+      for (const k of bufKeys) {
+        const old = merged[k];
+        if (!old) throw new Error(`${this.id}.applyGradients: unknown buffer '${k}'`);
+        merged[k] = s.n === 1 ? tf.tensor(s.buffers[k]!, old.shape, 'float32') : tf.tidy(() => tf.div(tf.tensor(s.buffers[k]!, old.shape, 'float32'), s.n));
+        old.dispose();
       }
       this.buffers = merged;
     }
     return { loss, accuracy, metrics: { lr, gradNorm } };
+  }
+
+  /** Parameters and batch-norm buffers (keys `param:<k>` / `buffer:<k>`) as flat arrays. */
+  getParams(): FlatParams {
+    const out: FlatParams = {};
+    for (const [k, v] of Object.entries(toFlat(this.params))) out[`param:${k}`] = v;
+    for (const [k, v] of Object.entries(toFlat(this.buffers))) out[`buffer:${k}`] = v;
+    return out;
+  }
+
+  /** Replace parameters and buffers with a copy from {@link getParams} (same keys and shapes). */
+  setParams(flat: FlatParams): void {
+    const want = [...Object.keys(this.params).map((k) => `param:${k}`), ...Object.keys(this.buffers).map((k) => `buffer:${k}`)].sort();
+    const got = Object.keys(flat).sort();
+    const cur = (k: string): tf.Tensor => (k.startsWith('param:') ? this.params[k.slice(6)]! : this.buffers[k.slice(7)]!);
+    const bad = want.filter((k) => !flat[k] || flat[k]!.shape.join('x') !== cur(k).shape.join('x'));
+    if (bad.length || got.length !== want.length) throw new Error(`${this.id}.setParams: expected [${want.join(', ')}], got [${got.join(', ')}]${bad.length ? `; missing or wrong shape: ${bad.join(', ')}` : ''}`);
+    const t = fromFlat(flat);
+    const params: Params = {};
+    const buffers: Params = {};
+    for (const [k, v] of Object.entries(t)) (k.startsWith('param:') ? params : buffers)[k.slice(k.indexOf(':') + 1)] = v;
+    tf.dispose([...Object.values(this.params), ...Object.values(this.buffers)]);
+    this.params = params;
+    this.buffers = buffers;
   }
 
   adapt(support: LabeledSet, ways: number): FewShotClassifier {
