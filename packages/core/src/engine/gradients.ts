@@ -108,7 +108,8 @@ reg('ClipByValue', ['x'], [], (dy, [x], attrs) => ({
 
 // ---------------------------------------------------------------- binary (with broadcasting)
 reg('Add', ['a', 'b'], [], (dy, [a, b]) => ({ a: () => reduceTo(dy, a!.shape), b: () => reduceTo(dy, b!.shape) }));
-reg('Sub', ['a', 'b'], [], (dy, [a, b]) => ({ a: () => reduceTo(dy, a!.shape), b: () => reduceTo(tf.neg(dy), b!.shape) }));
+// negate after reducing: one op on the small side instead of one on the full-size gradient
+reg('Sub', ['a', 'b'], [], (dy, [a, b]) => ({ a: () => reduceTo(dy, a!.shape), b: () => tf.neg(reduceTo(dy, b!.shape)) }));
 reg('Multiply', ['a', 'b'], [], (dy, [a, b]) => ({
   a: () => reduceTo(tf.mul(dy, f32(b!)), a!.shape),
   b: () => reduceTo(tf.mul(dy, f32(a!)), b!.shape),
@@ -406,6 +407,8 @@ reg('Conv2DBackpropInput', ['dy', 'filter'], [], (ddx, [dy, filter], attrs) => {
     filter: () => conv2dFilterGrad(ddx as tf.Tensor4D, dy as tf.Tensor4D, filter!.shape, g),
   };
 });
+// Max-pool: from masks (pool.ts). Not the MaxPoolGrad kernel: it has no gradient of its own, and
+// measured in tfjs-backend-wasm 4.22 its results are wrong for strides > 1 (2x2/2 'valid' included).
 reg('MaxPool', ['x'], [true], (dy, [x, y], attrs) => ({
   x: () =>
     maxPoolGrad(

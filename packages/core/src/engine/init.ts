@@ -53,11 +53,37 @@ async function activate(b: BackendName): Promise<number | undefined> {
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
     if (!(await tf.setBackend('wasm'))) throw new Error('engine/init.ts: the wasm backend failed to initialise');
     await tf.ready();
+    aliasWasmIdentity();
     return wasm.getThreadsCount();
   }
   if (!(await tf.setBackend(b))) throw new Error(`engine/init.ts: the ${b} backend failed to initialise`);
   await tf.ready();
   return b === 'cpu' ? 1 : undefined;
+}
+
+let identityAliased = false;
+
+/**
+ * wasm's Identity kernel copies its input; tfjs runs it for every tensor the tape saves for the backward
+ * pass (and every tf.clone), ~30 ms per 75x28x28x64 map. Tensor data are immutable, so the output can
+ * share the input's buffer, as the wasm Reshape kernel (and the cpu backend's Identity) already do.
+ */
+function aliasWasmIdentity(): void {
+  if (identityAliased) return;
+  const orig = tf.getKernel('Identity', 'wasm');
+  if (!orig) return;
+  tf.unregisterKernel('Identity', 'wasm');
+  tf.registerKernel({
+    kernelName: 'Identity',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const x = args.inputs['x'] as tf.TensorInfo;
+      if (x.dtype === 'string') return orig.kernelFunc(args);
+      (args.backend as unknown as { incRef(d: object): void }).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    },
+  });
+  identityAliased = true;
 }
 
 async function doInit(opts: InitEngineOptions): Promise<EngineInfo> {

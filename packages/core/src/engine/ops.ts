@@ -5,6 +5,7 @@
  * custom gradients call Conv2DBackprop* kernels directly (missing on wasm, not differentiable).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { meanAllButLast } from './util.js';
 
 export type Padding = 'same' | 'valid' | number;
 
@@ -53,17 +54,13 @@ export function batchNormTrain(
   beta: tf.Tensor1D,
   eps = 1e-5,
 ): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
-  const c = x.shape[x.rank - 1]!;
-  const m = x.size / c;
-  // statistics as [1, M] x [M, C] matmuls: reductions over leading axes are slow on wasm
-  const x2 = tf.reshape(x, [m, c]) as tf.Tensor2D;
-  const avg = tf.fill([1, m], 1 / m) as tf.Tensor2D;
-  const mean = tf.matMul(avg, x2); // [1, C]
-  const d = tf.sub(x2, mean);
-  const variance = tf.matMul(avg, tf.square(d) as tf.Tensor2D); // [1, C]
+  // statistics as pooled sums (util.ts sumAllButLast): reductions over leading axes are slow on wasm
+  const mean = meanAllButLast(x); // [C]
+  const d = tf.sub(x, mean);
+  const variance = meanAllButLast(tf.square(d)); // [C]
   const scale = tf.mul(tf.rsqrt(tf.add(variance, eps)), gamma);
-  const y = tf.reshape(tf.add(tf.mul(d, scale), beta), x.shape);
-  return { y, mean: tf.reshape(mean, [c]), variance: tf.reshape(variance, [c]) };
+  const y = tf.add(tf.mul(d, scale), beta);
+  return { y, mean, variance };
 }
 
 /** Inference-mode batch normalisation with given statistics. */

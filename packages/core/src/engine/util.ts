@@ -10,6 +10,8 @@ export function reduceTo(g: tf.Tensor, shape: readonly number[]): tf.Tensor {
   // reducing exactly the leading axes (bias / batch-norm parameter gradients): ones @ g as a matmul,
   // far faster than a reduction over leading axes on wasm
   if (axes.length > 0 && axes.every((a, i) => a === i)) {
+    // per-channel sums of NHWC maps (bias / batch-norm gradients): pooled, see sumAllButLast
+    if (g.rank === 4 && axes.length === 3) return tf.reshape(sumAllButLast(g), shape as number[]);
     return tf.reshape(sumLeading(g, axes.length), shape as number[]);
   }
   const r = axes.length > 0 ? tf.sum(g, axes) : g;
@@ -23,6 +25,33 @@ export function sumLeading(x: tf.Tensor, k: number, scale = 1): tf.Tensor {
   const cols = rest.reduce((a, b) => a * b, 1);
   const ones = tf.fill([1, m], scale);
   return tf.reshape(tf.matMul(ones as tf.Tensor2D, tf.reshape(x, [m, cols]) as tf.Tensor2D), rest.length ? rest : []);
+}
+
+/**
+ * Sum (times `scale`) over every axis but the last: [..., C] -> [C]. Rank 3-4 (NHWC maps, [N, L, C]
+ * sequences): an average pool over the spatial axes, then a [1, N] x [N, C] matmul. Measured on wasm
+ * (75x28x28x64): ~3-7 ms, vs ~30-40 ms for `[1, M] x [M, C]` with a fresh right operand (XNNPACK
+ * repacks it on every call) and ~100-180 ms for tf.sum / tf.mean over the leading axes. Rank <= 2: one
+ * matmul. Differentiable to any order (AvgPool's and BatchMatMul's gradients are registered).
+ */
+export function sumAllButLast(x: tf.Tensor, scale = 1): tf.Tensor1D {
+  const c = x.shape[x.rank - 1]!;
+  if (x.rank === 3 || x.rank === 4) {
+    const [n, h, w] = x.rank === 4 ? x.shape : [x.shape[0]!, 1, x.shape[1]!];
+    const x4 = (x.rank === 4 ? x : tf.reshape(x, [n!, 1, w!, c])) as tf.Tensor4D;
+    if (h! * w! > 1) {
+      const pooled = tf.avgPool(x4, [h!, w!], [h!, w!], 'valid'); // [N, 1, 1, C], mean over H, W
+      return tf.reshape(tf.matMul(tf.fill([1, n!], scale * h! * w!) as tf.Tensor2D, tf.reshape(pooled, [n!, c]) as tf.Tensor2D), [c]);
+    }
+    return tf.reshape(sumLeading(x4, 3, scale), [c]);
+  }
+  if (x.rank <= 1) return tf.reshape(scale === 1 ? x : tf.mul(x, scale), [c]);
+  return tf.reshape(sumLeading(x, x.rank - 1, scale), [c]);
+}
+
+/** Mean over every axis but the last ([..., C] -> [C]), see {@link sumAllButLast}. */
+export function meanAllButLast(x: tf.Tensor): tf.Tensor1D {
+  return sumAllButLast(x, (x.shape[x.rank - 1]! / x.size) as number);
 }
 
 /** Broadcast `t` (same rank, 1s where broadcast) to `shape` with an add: wasm's Tile is very slow. */

@@ -5,6 +5,7 @@ import type { ExportContext } from '../onnx/context.js';
 import type { ApplyContext, InitScheme, Layer, Params } from './types.js';
 import { initWeightBias } from './init.js';
 import { avgPool2d, conv1d, conv2d, maxPool2d } from '../engine/index.js';
+import { meanAllButLast } from '../engine/util.js';
 
 export type LayerPadding = 'same' | 'valid';
 
@@ -329,18 +330,21 @@ export class BatchNorm implements Layer {
   }
 
   apply(p: Params, x: tf.Tensor, ctx: ApplyContext): tf.Tensor {
-    const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
     const gamma = this.affine ? need(p, 'weight', this) : null;
     const beta = this.affine ? need(p, 'bias', this) : null;
     if (this.usesBatchStats(ctx)) {
       const count = x.size / x.shape[x.rank - 1]!;
       const y = tf.tidy(() => {
-        const mean = tf.mean(x, axes);
+        // per-channel statistics as pooled sums (engine/util.ts: tf.mean over leading axes is very
+        // slow on wasm); the per-channel factor γ·(var + ε)^-½ is formed on [C] before it touches the
+        // big map, so the map sees one sub, one square, one mul and one add
+        const mean = meanAllButLast(x);
         const d = tf.sub(x, mean);
-        const variance = tf.mean(tf.square(d), axes);
+        const variance = meanAllButLast(tf.square(d));
         // (var + ε)^-½ via pow, whose gradient is written on its inputs (differentiable again)
-        let out = tf.mul(d, tf.pow(tf.add(variance, this.epsilon), -0.5));
-        if (gamma && beta) out = tf.add(tf.mul(out, gamma), beta);
+        const inv = tf.pow(tf.add(variance, this.epsilon), -0.5);
+        let out = tf.mul(d, gamma ? tf.mul(inv, gamma) : inv);
+        if (beta) out = tf.add(out, beta);
         if (ctx.training && this.trackRunningStats && ctx.updates) {
           const rm = need(ctx.state, 'running_mean', this, 'state buffer');
           const rv = need(ctx.state, 'running_var', this, 'state buffer');
@@ -356,9 +360,11 @@ export class BatchNorm implements Layer {
     const rm = need(ctx.state, 'running_mean', this, 'state buffer', 'eval mode uses running statistics: pass ctx.state, or batchStats: true');
     const rv = need(ctx.state, 'running_var', this, 'state buffer');
     return tf.tidy(() => {
-      let out = tf.mul(tf.sub(x, rm), tf.pow(tf.add(rv, this.epsilon), -0.5));
-      if (gamma && beta) out = tf.add(tf.mul(out, gamma), beta);
-      return out;
+      // x·s + (β − μ·s) with s = γ·(var + ε)^-½ formed on [C]: two ops on the big map instead of four
+      const inv = tf.pow(tf.add(rv, this.epsilon), -0.5);
+      const scale = gamma ? tf.mul(inv, gamma) : inv;
+      const shift = tf.neg(tf.mul(rm, scale));
+      return tf.add(tf.mul(x, scale), beta ? tf.add(shift, beta) : shift);
     });
   }
 
