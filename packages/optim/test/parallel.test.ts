@@ -1,8 +1,8 @@
 /**
  * Task-parallel meta-batches: the same learner trained in this thread and with its tasks in worker
  * threads must reach the same parameters (tasks are summed in task order, so only the thread that
- * ran a task differs). Workers run the BUILT packages (packages/core/dist/parallel/worker.js loads
- * @metalearn/core and @metalearn/optim from dist): build core and optim first.
+ * ran a task differs). Under vitest the workers run the same TypeScript sources (core's
+ * parallel/source-worker.mjs installs module hooks that transpile them).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
@@ -84,7 +84,6 @@ describe('task-parallel optim learners', () => {
   it.each([
     ['maml', 2],
     ['reptile', 2],
-    ['fomaml', 3],
     ['imaml', 3],
   ] as const)('%s: meta-batch of 4 in-process (workers=1) and on %i workers give the same parameters', async (id, workers) => {
     const a = make(id);

@@ -19,26 +19,23 @@ export interface WorkerPoolOptions {
   modules: string[];
   /** tfjs backend of the workers (default: the main thread's, from `engineInfo()`, else 'wasm') */
   backend?: BackendName;
-  /** the worker script (default: core's `dist/parallel/worker.js`, see {@link defaultWorkerScript}) */
+  /** the worker script (default: {@link defaultWorkerScript}) */
   workerScript?: string | URL;
   /** give up on a step after this many ms (default 0: wait as long as it takes) */
   stepTimeoutMs?: number;
 }
 
 /**
- * The built worker script. From built JS (`dist/parallel/pool.js`) it is the sibling `worker.js`; when
- * this module runs from its TypeScript source (vitest), Node cannot run a `.ts` worker, so the built
- * `packages/core/dist/parallel/worker.js` is used: build core first (`npx tsc -p
- * packages/core/tsconfig.lib.json`). The worker then also loads the built plugin packages.
+ * The worker script. From built JS (`dist/parallel/pool.js`) it is the sibling `worker.js`. When this
+ * module runs from its TypeScript source (vitest), it is `source-worker.mjs`, which installs small
+ * module hooks (`source-hooks.mjs`: `@metalearn/*` → `src/index.ts` via tsconfig.base.json paths,
+ * `.js` → `.ts`, TypeScript transpileModule) so the workers run the same sources as the test: no
+ * build is needed and a stale dist cannot make threads disagree.
  */
 export function defaultWorkerScript(): URL {
   const fromSource = import.meta.url.endsWith('.ts');
-  const url = fromSource ? new URL('../../dist/parallel/worker.js', import.meta.url) : new URL('./worker.js', import.meta.url);
-  if (!fs.existsSync(fileURLToPath(url))) {
-    throw new Error(
-      `WorkerPool: worker script ${fileURLToPath(url)} not found` + (fromSource ? ' (running from TypeScript sources: build @metalearn/core first: npx tsc -p packages/core/tsconfig.lib.json)' : ''),
-    );
-  }
+  const url = new URL(fromSource ? './source-worker.mjs' : './worker.js', import.meta.url);
+  if (!fs.existsSync(fileURLToPath(url))) throw new Error(`WorkerPool: worker script ${fileURLToPath(url)} not found`);
   return url;
 }
 
