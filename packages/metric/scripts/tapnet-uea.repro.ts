@@ -23,20 +23,23 @@ const SHOTS = Number(process.env['SHOTS'] ?? 5);
 const QUERIES = Number(process.env['QUERIES'] ?? 5);
 const PRESET = process.env['PRESET'] ?? 'small';
 const SEED = Number(process.env['SEED'] ?? 1);
+const LSTM = process.env['LSTM'];
+const LR = Number(process.env['LR'] ?? 1e-3);
+const NORMALIZE = (process.env['NORMALIZE'] ?? 'instance') as 'instance' | 'dataset' | 'none';
 const have = existsSync(path.join(ROOT, NAME, `${NAME}_TRAIN.ts`));
 
 it.skipIf(!have)(`TapNet on UEA ${NAME}`, async () => {
   const info = await initEngine({ backend: 'wasm', quiet: true });
-  const train = await loadUea({ root: ROOT, name: NAME, parts: ['train'], cache: false });
-  const test = await loadUea({ root: ROOT, name: NAME, parts: ['test'], cache: false });
+  const train = await loadUea({ root: ROOT, name: NAME, parts: ['train'], normalize: NORMALIZE, cache: false });
+  const test = await loadUea({ root: ROOT, name: NAME, parts: ['test'], normalize: NORMALIZE, cache: false });
   const [L, C] = train.featureShape as [number, number];
   const ways = train.numClasses;
   const all = Array.from({ length: ways }, (_, i) => i);
   const paper = PRESET === 'paper';
   const config: TapNetConfig = {
-    optimizer: { lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 1e-4 },
+    optimizer: { lr: LR, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 1e-4 },
     lrSchedule: { every: 0, factor: 0.5 },
-    encoder: { groups: 3, groupRatio: 0.667, groupSeed: 0, filters: paper ? [256, 256, 128] : [64, 64, 32], kernelSizes: [8, 5, 3], lstmUnits: paper ? 128 : 32, leakyAlpha: 0.01 },
+    encoder: { groups: 3, groupRatio: 0.667, groupSeed: 0, filters: paper ? [256, 256, 128] : [64, 64, 32], kernelSizes: [8, 5, 3], lstmUnits: LSTM !== undefined ? Number(LSTM) : paper ? 128 : 32, leakyAlpha: 0.01 },
     mapping: paper ? [500, 300] : [128, 64],
     attentionUnits: paper ? 128 : 32,
     protoLoss: 0.01,
