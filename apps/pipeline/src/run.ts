@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Subject, bufferCount, lastValueFrom, merge, take, takeUntil, tap, timer, type Observable, EMPTY } from 'rxjs';
 import {
   NonFiniteLossError,
@@ -25,6 +26,11 @@ import {
   type MetaLearner,
   type TrainEvent,
   onnxEpisodeAccuracy,
+  WorkerPool,
+  defaultWorkerCount,
+  isTaskParallel,
+  withWorkerPool,
+  type LearnerContext,
 } from '@metalearn/core';
 import { EpisodeSampler, type ClassDataset, type EpisodeSpec } from '@metalearn/data';
 import '@metalearn/metric';
@@ -281,7 +287,10 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   const tTrain = performance.now();
   if (startIteration < total) {
     const source = paced((i) => trainSampler.episode(i), { start: startEpisodes });
-    let stream = source.pipe(bufferCount(cfg.train.metaBatch), metaTrain(learner, { startIteration, startEpisodes }), take(total - startIteration), takeUntil(stop$));
+    // train.workers: the tasks of a meta-batch in worker threads (same results, see core/parallel)
+    const pool = await startTrainingPool(learner, cfg, { id: factory.id, config: learnerOptions, ctx: { inputShape: [...ds.featureShape], seed } }, file, log);
+    const trainer = pool && isTaskParallel(learner) ? withWorkerPool(learner, pool) : learner;
+    let stream = source.pipe(bufferCount(cfg.train.metaBatch), metaTrain(trainer, { startIteration, startEpisodes }), take(total - startIteration), takeUntil(stop$));
     if (cfg.train.valEvery > 0) stream = stream.pipe(evaluateEvery(cfg.train.valEvery, learner, val));
     stream = stream.pipe(
       tap((ev) => {
@@ -327,6 +336,7 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
     } finally {
       stopSub?.unsubscribe();
       budgetSub.unsubscribe();
+      await pool?.close();
     }
     progress?.done();
   } else {
@@ -479,4 +489,32 @@ export function summaryLines(s: RunSummary): string[] {
   }
   lines.push(`  report:  ${rel(s.report)}`, `  summary: ${rel(path.join(s.out, 'summary.json'))}`, `  metrics: ${rel(path.join(s.out, 'metrics.jsonl'))}`);
   return lines;
+}
+
+/**
+ * The worker pool for `train.workers` (default: the number of cores), or null to train in this
+ * thread: one worker or fewer than two episodes per meta-batch, or a learner without a task-parallel
+ * step (said once on the log). Each worker imports the learner families and the pipeline's plugins
+ * and builds the same learner (id, options, seed); the caller closes the pool.
+ */
+async function startTrainingPool(
+  learner: MetaLearner,
+  cfg: PipelineConfig,
+  spec: { id: string; config: unknown; ctx: LearnerContext },
+  file: string,
+  log: (line: string) => void,
+): Promise<WorkerPool | null> {
+  const asked = (cfg.train as { workers?: number }).workers;
+  const workers = Math.min(asked ?? defaultWorkerCount(), cfg.train.metaBatch);
+  if (workers <= 1) return null;
+  if (!isTaskParallel(learner)) {
+    if (asked !== undefined) log(`train.workers: learner '${learner.id}' (${learner.family} family) has no task-parallel step; training in one thread`);
+    return null;
+  }
+  const baseDir = path.dirname(path.resolve(file));
+  const modules = [
+    ...['@metalearn/metric', '@metalearn/optim', '@metalearn/memory'].map((m) => import.meta.resolve(m)),
+    ...cfg.plugins.map((p) => (p.startsWith('.') || p.startsWith('/') ? pathToFileURL(path.resolve(baseDir, p)).href : p)),
+  ];
+  return WorkerPool.create({ size: workers, modules, learner: spec });
 }

@@ -58,8 +58,8 @@ interface Slot {
  * the tasks plus the current parameters, then blocks on a shared control array (Atomics.wait) until
  * every worker has answered, and reads the answers with `receiveMessageOnPort`. Results are returned
  * in task order; an error in a worker is rethrown with the worker's message (after every other worker
- * has answered, so the pool stays usable). Workers are `unref`'d: they never keep the process alive,
- * and `close()` terminates them.
+ * has answered, so the pool stays usable). Once started, workers are `unref`'d: they never keep
+ * the process alive, and `close()` terminates them.
  */
 export class WorkerPool {
   private closed = false;
@@ -102,12 +102,14 @@ export class WorkerPool {
           });
         }),
       );
-      worker.unref();
       ch.port1.unref();
     }
     const pool = new WorkerPool(slots, ctrl, opts.learner.id, opts.stepTimeoutMs ?? 0);
     try {
       await Promise.all(ready);
+      // from here on the workers never keep the process alive (steps block the main thread anyway);
+      // while starting they must, or an otherwise idle process would exit under the await
+      for (const s of slots) s.worker.unref();
     } catch (e) {
       await pool.close();
       throw e;
