@@ -1,9 +1,9 @@
 /** Command-line options of the benchmark (shared by `bench/cli.ts` and the app's `metalearn bench`). */
-import type { BenchOptions } from './index.js';
+import type { BenchCompareOptions } from './index.js';
 import { BENCH_WORKLOADS } from './workloads.js';
 import type { BackendName } from '../engine/init.js';
 
-export const BENCH_USAGE = `usage: bench [--workloads ${BENCH_WORKLOADS.join(',')}] [--iterations N] [--warmup N] [--backend wasm|cpu|tensorflow] [--onnx-threads N] [--seed N]`;
+export const BENCH_USAGE = `usage: bench [--workloads ${BENCH_WORKLOADS.join(',')}] [--iterations N] [--warmup N] [--backend wasm|cpu|tensorflow] [--onnx-threads N] [--seed N] [--torch | --no-torch] [--torch-threads N] [--python PATH] [--torch-ref PATH] [--torch-timeout SECONDS]`;
 
 function intArg(flag: string, v: string | undefined): number {
   const n = Number(v);
@@ -11,8 +11,8 @@ function intArg(flag: string, v: string | undefined): number {
   return n;
 }
 
-export function parseBenchArgs(argv: readonly string[]): BenchOptions {
-  const o: BenchOptions = { quiet: false };
+export function parseBenchArgs(argv: readonly string[]): BenchCompareOptions {
+  const o: BenchCompareOptions = { quiet: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[i + 1];
@@ -40,6 +40,31 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         break;
       case '--seed':
         o.seed = intArg(a, v);
+        i++;
+        break;
+      case '--torch':
+        o.torch = 'on';
+        break;
+      case '--no-torch':
+        o.torch = 'off';
+        break;
+      case '--torch-threads':
+        o.torchThreads = intArg(a, v);
+        if (o.torchThreads < 1) throw new Error(`bench: --torch-threads must be >= 1, got ${o.torchThreads}\n${BENCH_USAGE}`);
+        i++;
+        break;
+      case '--torch-timeout': {
+        const sec = intArg(a, v);
+        if (sec < 1) throw new Error(`bench: --torch-timeout must be >= 1 second, got ${sec}\n${BENCH_USAGE}`);
+        o.torchTimeoutMs = sec * 1000;
+        i++;
+        break;
+      }
+      case '--python':
+      case '--torch-ref':
+        if (!v) throw new Error(`bench: ${a} needs a path\n${BENCH_USAGE}`);
+        if (a === '--python') o.python = v;
+        else o.torchRef = v;
         i++;
         break;
       case '-h':

@@ -16,6 +16,7 @@ import type { Params } from '../nn/types.js';
 import { exportOnnx } from '../onnx/export.js';
 import { OnnxRunner } from '../onnx/runtime.js';
 import { BENCH_WORKLOADS } from './workloads.js';
+import { compareWithTorch, findTorchRef, probeTorch, runTorchReference, type BenchComparisonRow, type TorchStatus, type TorchTiming } from './torch.js';
 
 export { BENCH_WORKLOADS, type BenchWorkload } from './workloads.js';
 
@@ -121,6 +122,60 @@ export function benchNet(): { backbone: Sequential; full: Sequential } {
   const backbone = conv4({ inputShape: [28, 28, 1], filters: 64, trackRunningStats: false });
   const full = backbone.extend(new Dense({ name: 'head', units: W }));
   return { backbone, full };
+}
+
+/** Timed passes of the 600-episode evaluation (each pass is 600 episodes): at most this many. */
+export const EVAL_ITERATIONS = 3;
+export const EVAL_EPISODES = 600;
+
+/**
+ * ProtoNet evaluation as `metalearn eval --engine onnx` runs it: the Conv-4 backbone (running-statistics
+ * batch norm) exported to ONNX once, then per episode one onnxruntime call on the 5 support + 75 query
+ * images, prototypes, nearest prototype by squared distance, accuracy. A pool of 8 random episodes is
+ * cycled (as bench-ref/torch_eval.py does). Returns the median ms of one 600-episode pass.
+ */
+async function evalWorkload(rng: Rng, n: number, warm: number, threads?: number): Promise<number> {
+  const net = conv4({ inputShape: [28, 28, 1], filters: 64, trackRunningStats: true });
+  const params = net.init(rng.fork('params'));
+  const state = net.initState();
+  const model = exportOnnx(net, params, { state });
+  tf.dispose([...Object.values(params), ...Object.values(state)]);
+  const runner = await OnnxRunner.create(model, threads ? { intraOpNumThreads: threads } : {});
+  const per = W * (K + Q);
+  const pool = Array.from({ length: 8 }, () => Float32Array.from(rng.normalArray(per * 28 * 28)));
+  const yq = labels(W, Q);
+  let correct = 0;
+  const pass = async () => {
+    for (let e = 0; e < EVAL_EPISODES; e++) {
+      const r = await runner.run(pool[e % pool.length]!, [per, 28, 28, 1]);
+      const z = r.data;
+      const dim = r.shape[1]!;
+      // prototypes = the support embeddings (1 shot), rows 0..W-1; queries follow
+      for (let q = 0; q < W * Q; q++) {
+        const zq = (W * K + q) * dim;
+        let best = 0;
+        let bestD = Infinity;
+        for (let c = 0; c < W; c++) {
+          let d = 0;
+          for (let k = 0; k < dim; k++) {
+            const t = z[zq + k]! - z[c * dim + k]!;
+            d += t * t;
+          }
+          if (d < bestD) {
+            bestD = d;
+            best = c;
+          }
+        }
+        if (best === yq[q]) correct++;
+      }
+    }
+  };
+  try {
+    return await timeitAsync(pass, n, warm);
+  } finally {
+    await runner.release();
+    void correct;
+  }
 }
 
 /** Run the benchmark; returns one row per workload (also reported through `opts.onRow`). */
@@ -239,6 +294,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
         );
         await runner.release();
         emit(w, 'onnxruntime', ms);
+      } else if (w === 'protonet_eval_5w1s_600ep_onnx') {
+        emit(w, 'onnxruntime', await evalWorkload(rng.fork('eval'), Math.min(n, EVAL_ITERATIONS), Math.min(warm, 1), opts.onnxThreads));
       } else {
         emit(w, backend, timeit(tfWork[w]!, n, warm));
       }
@@ -252,3 +309,71 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
 }
 
 export { parseBenchArgs, BENCH_USAGE } from './args.js';
+export {
+  parseTorchOutput,
+  compareWithTorch,
+  benchRatio,
+  formatBenchTable,
+  findTorchRef,
+  probeTorch,
+  TORCH_COUNTERPART,
+  type BenchComparisonRow,
+  type TorchTiming,
+  type TorchStatus,
+} from './torch.js';
+
+export interface BenchCompareOptions extends BenchOptions {
+  /** 'auto' (default): run PyTorch's reference when the Python has torch; 'on' (--torch): the same, and say
+   * why when it cannot; 'off' (--no-torch): ours only */
+  torch?: 'auto' | 'on' | 'off';
+  /** PyTorch threads (torch_ref.py's argument; default 2) */
+  torchThreads?: number;
+  /** Python with torch (default env METALEARN_PYTHON, else /usr/bin/python3) */
+  python?: string;
+  /** torch_ref.py (default: env METALEARN_TORCH_REF, else shared/bench/torch_ref.py beside an ancestor dir) */
+  torchRef?: string;
+  /** limit per reference script (default 20 minutes) */
+  torchTimeoutMs?: number;
+}
+
+export interface BenchComparison {
+  rows: BenchComparisonRow[];
+  torch: TorchStatus & { ran: boolean; threads: number; notes: string[] };
+  /** one line: how torch ran, or why it did not */
+  status: string;
+}
+
+/**
+ * Our benchmark, then (right after, in the same invocation, so both see the same machine load) the
+ * PyTorch reference for the same workloads; rows carry both medians and ours/torch. Never fails for
+ * want of Python or torch: the rows then have null torch figures and `status` says why.
+ */
+export async function runBenchComparison(opts: BenchCompareOptions = {}): Promise<BenchComparison> {
+  const mode = opts.torch ?? 'auto';
+  const threads = opts.torchThreads ?? 2;
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`bench: torch threads must be a positive integer, got ${threads}`);
+  const python = opts.python ?? process.env['METALEARN_PYTHON'] ?? '/usr/bin/python3';
+  const probe: TorchStatus = mode === 'off' ? { available: false, python, reason: 'skipped (--no-torch)' } : probeTorch(python);
+  const ours = await runBench(opts);
+  const notes: string[] = [];
+  let timings: TorchTiming[] | null = null;
+  if (probe.available) {
+    const r = runTorchReference({
+      python,
+      threads,
+      torchRef: findTorchRef(opts.torchRef),
+      workloads: ours.map((x) => x.workload),
+      evalIterations: Math.min(opts.iterations ?? 10, EVAL_ITERATIONS),
+      evalWarmup: Math.min(opts.warmup ?? 2, 1),
+      timeoutMs: opts.torchTimeoutMs ?? 20 * 60_000,
+    });
+    timings = r.timings;
+    notes.push(...r.notes);
+  }
+  const why = probe.available ? (notes.length ? notes.join('; ') : undefined) : `torch unavailable: ${probe.reason}`;
+  const rows = compareWithTorch(ours, timings, probe.available ? threads : null, why);
+  const status = probe.available
+    ? `torch ${probe.version} (${python}, ${threads} threads) ran right after ours in this invocation; ratio = ours / torch${notes.length ? `; ${notes.join('; ')}` : ''}`
+    : `torch unavailable (${probe.reason}): our figures only`;
+  return { rows, torch: { ...probe, ran: probe.available, threads, notes }, status };
+}

@@ -1,4 +1,4 @@
-/** Workload names of the benchmark, as in /work/shared/bench/torch_ref.py (+ the onnxruntime forward). */
+/** Workload names of the benchmark, as in /work/shared/bench/torch_ref.py (+ the onnxruntime forward and a 600-episode onnxruntime evaluation). */
 export const BENCH_WORKLOADS = [
   'conv4_fwd_batch80',
   'conv4_fwd_bwd_batch80',
@@ -7,5 +7,6 @@ export const BENCH_WORKLOADS = [
   'maml2_5w1s_metabatch4_1step',
   'maml2_5w1s_metabatch4_5step',
   'onnx_conv4_fwd_batch80',
+  'protonet_eval_5w1s_600ep_onnx',
 ] as const;
 export type BenchWorkload = (typeof BENCH_WORKLOADS)[number];
