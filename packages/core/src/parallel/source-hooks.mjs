@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
 const root = new URL('../../../../', import.meta.url);
 const base = JSON.parse(readFileSync(new URL('tsconfig.base.json', root), 'utf8'));
@@ -54,5 +54,3 @@ export async function load(url, context, next) {
   }
   return next(url, context);
 }
-
-export const sourceRoot = pathToFileURL(fileURLToPath(root)).href;
