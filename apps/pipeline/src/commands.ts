@@ -14,10 +14,10 @@ import {
   loadOnnx,
   maxAbsDiff,
   onnxProto,
-  runBench,
+  runBenchComparison,
   writeFileAtomic,
-  type BenchOptions,
-  type BenchRow,
+  type BenchCompareOptions,
+  type BenchComparison,
   type Checkpoint,
   type Episode,
   type EvalResult,
@@ -469,8 +469,11 @@ export async function predictOnnx(modelFile: string, inputs: readonly string[]):
   }));
 }
 
-/** `metalearn bench`: core's benchmark; rows as they are measured. */
-export async function bench(opts: BenchOptions): Promise<BenchRow[]> {
+/**
+ * `metalearn bench`: core's benchmark, then PyTorch's reference for the same workloads in the same
+ * invocation (when the Python has torch; `--no-torch` skips it). Rows carry ours, torch's and the ratio.
+ */
+export async function bench(opts: BenchCompareOptions): Promise<BenchComparison> {
   for (const w of opts.workloads ?? []) {
     if (!(BENCH_WORKLOADS as readonly string[]).includes(w)) throw new InputError(`bench: unknown workload '${w}' (known: ${BENCH_WORKLOADS.join(', ')})`);
   }
@@ -479,5 +482,5 @@ export async function bench(opts: BenchOptions): Promise<BenchRow[]> {
   if (opts.onnxThreads !== undefined && !(opts.onnxThreads >= 1)) throw new InputError(`bench: --onnx-threads must be >= 1, got ${opts.onnxThreads}`);
   const backends = ['wasm', 'cpu', 'tensorflow'];
   if (opts.backend !== undefined && !backends.includes(opts.backend)) throw new InputError(`bench: --backend must be one of ${backends.join(', ')}, got '${opts.backend}'`);
-  return runBench(opts);
+  return runBenchComparison(opts);
 }

@@ -6,7 +6,7 @@ import { EXIT, NonFiniteLossErrorWithCheckpoint, RunInterrupted, runPipeline, su
 import { PipelineValidationError, loadPipeline } from './validate.js';
 import { datasetIds, datasetSchema } from './datasets.js';
 import { InputError, bench, evalCheckpoint, exportCheckpoint, predictOnnx } from './commands.js';
-import { BENCH_USAGE, formatPercentCI, parseBenchArgs, type BenchOptions } from '@metalearn/core';
+import { BENCH_USAGE, formatBenchTable, formatPercentCI, parseBenchArgs, type BenchCompareOptions } from '@metalearn/core';
 import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';
@@ -23,6 +23,7 @@ usage:
                  --out model.onnx [--data FILE] [--episode I] [--tolerance T]
   metalearn predict <model.onnx> <input.png | inputs.json | inputs.npy>... [--json]
   metalearn bench [--json] [--workloads a,b] [--iterations N] [--warmup N] [--backend B] [--onnx-threads N]
+                 [--torch | --no-torch] [--torch-threads N] [--python PATH] [--torch-ref PATH]
   metalearn --help
 
 run       train, evaluate (mean ± 95% CI), export ONNX, write DIR/{metrics.jsonl, checkpoints/,
@@ -37,7 +38,9 @@ export    adapt the checkpoint's learner on a support set (image folder <class>/
           file, or JSON {x, y, classes}), export ONNX, check it in onnxruntime against tfjs, then
           write --out atomically (class names kept in the model's metadata)
 predict   classify inputs with an exported model in onnxruntime: one line per input
-bench     core's engine benchmark (one JSON line per workload with --json, a table otherwise)
+bench     core's engine benchmark, then PyTorch's reference (torch_ref.py) on the same workloads in
+          the same invocation when /usr/bin/python3 has torch: ours, torch's median ms, ours/torch
+          (one JSON line per workload with --json, a table otherwise)
 
 exit codes: 0 ok, 1 failure, 2 invalid pipeline, usage or input data, 3 training diverged (NaN loss), 130 interrupted`;
 
@@ -333,22 +336,16 @@ async function toolCommand(args: Args, io: CliIO): Promise<number> {
         io.stdout(`metalearn bench [--json] ${BENCH_USAGE.replace(/^usage: bench /, '')}\n`);
         return EXIT.ok;
       }
-      let opts: BenchOptions;
+      let opts: BenchCompareOptions;
       try {
         opts = parseBenchArgs(args.benchArgs);
       } catch (e) {
         throw new UsageError((e as Error).message.replace(/^bench: /, ''));
       }
-      const rows: { workload: string; backend: string; ms: number }[] = [];
-      if (!args.json) io.stdout(`${'workload'.padEnd(32)} ${'backend'.padEnd(12)} ${'median ms'.padStart(10)}\n`);
-      await bench({
-        ...opts,
-        quiet: true,
-        onRow: (r) => {
-          rows.push(r);
-          io.stdout(args.json ? JSON.stringify(r) + '\n' : `${r.workload.padEnd(32)} ${r.backend.padEnd(12)} ${r.ms.toFixed(2).padStart(10)}\n`);
-        },
-      });
+      // ours first, then torch's reference for the same workloads (same invocation, same machine load)
+      const r = await bench({ ...opts, quiet: true });
+      io.stdout(args.json ? r.rows.map((row) => JSON.stringify(row) + '\n').join('') : formatBenchTable(r.rows, r.status));
+      if (args.json) io.stderr(`bench: ${r.status}\n`);
       return EXIT.ok;
     }
   }

@@ -226,14 +226,16 @@ describe('metalearn export + predict', () => {
 describe('metalearn bench', () => {
   it('--json: one JSON line per workload; table otherwise; unknown workload -> exit 2', async () => {
     const c = capture();
-    expect(await main(['bench', '--json', '--workloads', 'onnx_conv4_fwd_batch80', '--iterations', '1', '--warmup', '0'], c.io), c.err()).toBe(0);
+    // --no-torch: torch_ref.py runs every PyTorch workload (minutes); the pairing is unit-tested in core
+    expect(await main(['bench', '--json', '--no-torch', '--workloads', 'onnx_conv4_fwd_batch80', '--iterations', '1', '--warmup', '0'], c.io), c.err()).toBe(0);
     const rows = c.out().trim().split('\n').map((l) => JSON.parse(l));
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ workload: 'onnx_conv4_fwd_batch80', backend: 'onnxruntime' });
+    expect(rows[0]).toMatchObject({ workload: 'onnx_conv4_fwd_batch80', backend: 'onnxruntime', torch_workload: 'conv4_fwd_batch80', torch_ms: null, ratio: null });
     expect(rows[0].ms).toBeGreaterThan(0);
+    expect(c.err()).toMatch(/torch unavailable \(skipped \(--no-torch\)\)/);
     const c2 = capture();
-    expect(await main(['bench', '--workloads', 'onnx_conv4_fwd_batch80', '--iterations', '1', '--warmup', '0'], c2.io)).toBe(0);
-    expect(c2.out()).toMatch(/^workload\s+backend\s+median ms\nonnx_conv4_fwd_batch80\s+onnxruntime\s+\d+\.\d\d\n$/);
+    expect(await main(['bench', '--no-torch', '--workloads', 'onnx_conv4_fwd_batch80', '--iterations', '1', '--warmup', '0'], c2.io)).toBe(0);
+    expect(c2.out()).toMatch(/^workload\s+backend\s+ours ms\s+torch ms\s+ours\/torch\nonnx_conv4_fwd_batch80\s+onnxruntime\s+\d+\.\d\d\s+-\s+-\ntorch unavailable/);
     const c3 = capture();
     expect(await main(['bench', '--workloads', 'resnet'], c3.io)).toBe(2);
     expect(c3.err()).toMatch(/unknown workload 'resnet'/);
