@@ -230,3 +230,27 @@ describe('memory', () => {
     tf.dispose([...params, x]);
   });
 });
+
+describe('conv2dInputGrad with a filter larger than its output (swapped form)', () => {
+  it('equals the cpu backend Conv2DBackpropInput kernel (valid, same, explicit pads)', async () => {
+    await initEngine({ backend: 'cpu', quiet: true });
+    const rng = new Rng(11);
+    const cases: [number[], number[], 'valid' | 'same' | [[number, number], [number, number], [number, number], [number, number]]][] = [
+      [[2, 6, 7, 3], [5, 6, 3, 4], 'valid'],
+      [[2, 3, 3, 2], [4, 4, 2, 3], 'same'],
+      [[3, 5, 5, 2], [5, 5, 2, 2], [[0, 0], [1, 1], [1, 1], [0, 0]]],
+    ];
+    for (const [xs, fs, pad] of cases) {
+      const x = randn(rng, xs) as tf.Tensor4D;
+      const f = randn(rng, fs) as tf.Tensor4D;
+      const y = tf.conv2d(x, f, 1, pad);
+      expect(fs[0]! * fs[1]!).toBeGreaterThan(y.shape[1] * y.shape[2]);
+      const dy = randn(rng, y.shape);
+      const ours = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, f, 1, pad), dy)))(x);
+      const ref = tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: f }, { strides: [1, 1], pad, inputShape: xs, dataFormat: 'NHWC', dilations: [1, 1] } as never) as tf.Tensor;
+      expect(maxAbsDiff(ours, ref), `x ${xs} filter ${fs} pad ${JSON.stringify(pad)}`).toBeLessThan(1e-4);
+      tf.dispose([x, f, y, dy, ours, ref]);
+    }
+    await initEngine({ backend: 'wasm', quiet: true });
+  });
+});

@@ -107,8 +107,43 @@ function flipTaps(filter: tf.Tensor4D): tf.Tensor4D {
   return tf.reshape(flipped, [kh, kw, ci, co]) as tf.Tensor4D;
 }
 
+/**
+ * dx of a stride-1, dilation-1 conv whose filter is larger than its output (kh*kw > outH*outW: the
+ * filter-gradient convolutions of second-order graphs, e.g. a 14x14 "filter" giving a 3x3 output).
+ * The usual form would run a kh x kw kernel over a heavily padded dy (measured ~4 s per call on wasm for
+ * Conv-4's [64,3,3,64] * [14,14,64,5]); here the roles swap: the filter is the image (in-channels as
+ * batch), the spatially flipped dy the kernel:
+ *   dx[n,h,w,ci] = sum_{a,b,co} dy[n,a,b,co] f[h+pt-a, w+pl-b, ci, co]
+ *                = conv(f^T [ci,kh,kw,co] padded by outH-1-pt / outW-1-pl, flip(dy)^T [oh,ow,co,n])[ci,h,w,n].
+ */
+function conv2dInputGradSwapped(dy: tf.Tensor4D, filter: tf.Tensor4D, xShape: readonly number[], g: ConvGeometry): tf.Tensor4D {
+  const [n, oh, ow, co] = dy.shape;
+  const img = tf.transpose(filter, [2, 0, 1, 3]) as tf.Tensor4D; // [ci, kh, kw, co]
+  let dyt = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D; // [oh, ow, n, co]
+  if (oh * ow > 1) {
+    const k = oh * ow;
+    const p = new Float32Array(k * k);
+    for (let i = 0; i < k; i++) p[i * k + (k - 1 - i)] = 1;
+    dyt = tf.reshape(tf.matMul(tf.tensor2d(p, [k, k]), tf.reshape(dyt, [k, n * co]) as tf.Tensor2D), [oh, ow, n, co]) as tf.Tensor4D;
+  }
+  const ker = tf.transpose(dyt, [0, 1, 3, 2]) as tf.Tensor4D; // [oh, ow, co, n]
+  const top = oh - 1 - g.padTop;
+  const left = ow - 1 - g.padLeft;
+  const bottom = g.inH - g.kh - top + oh - 1;
+  const right = g.inW - g.kw - left + ow - 1;
+  const out = convWithPads(img, ker, [[top, bottom], [left, right]], [1, 1], [1, 1]); // [ci, inH, inW, n]
+  const dx = tf.transpose(out, [3, 1, 2, 0]) as tf.Tensor4D;
+  if (dx.shape[1] !== xShape[1] || dx.shape[2] !== xShape[2]) {
+    throw new Error(`engine/conv.ts conv2dInputGradSwapped: got [${dx.shape}] for input [${xShape}] (internal error)`);
+  }
+  return dx;
+}
+
 /** Gradient of conv2d with respect to its input, made of one forward convolution. */
 export function conv2dInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D, xShape: readonly number[], g: ConvGeometry): tf.Tensor4D {
+  if (g.sh === 1 && g.sw === 1 && g.dh === 1 && g.dw === 1 && g.kh * g.kw > g.outH * g.outW && process.env['METALEARN_NO_SWAPPED_DX'] !== '1') {
+    return conv2dInputGradSwapped(dy, filter, xShape, g);
+  }
   const ekh = (g.kh - 1) * g.dh + 1;
   const ekw = (g.kw - 1) * g.dw + 1;
   // [kh, kw, inC, outC] -> flipped spatially, [kh, kw, outC, inC]
