@@ -141,7 +141,7 @@ function conv2dInputGradSwapped(dy: tf.Tensor4D, filter: tf.Tensor4D, xShape: re
 
 /** Gradient of conv2d with respect to its input, made of one forward convolution. */
 export function conv2dInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D, xShape: readonly number[], g: ConvGeometry): tf.Tensor4D {
-  if (g.sh === 1 && g.sw === 1 && g.dh === 1 && g.dw === 1 && g.kh * g.kw > g.outH * g.outW && process.env['METALEARN_NO_SWAPPED_DX'] !== '1') {
+  if (g.sh === 1 && g.sw === 1 && g.dh === 1 && g.dw === 1 && g.kh * g.kw > g.outH * g.outW) {
     return conv2dInputGradSwapped(dy, filter, xShape, g);
   }
   const ekh = (g.kh - 1) * g.dh + 1;
