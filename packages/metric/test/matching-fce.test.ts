@@ -167,11 +167,23 @@ describe('Matching Networks with full-context embeddings', () => {
     const train = new EpisodeSampler(glyphs, 'train', { ways: 5, shots: 1, queries: 3 }, 'fce-train');
     const learner = new MatchingNet({ ...convCfg, backbone: { type: 'conv4', filters: 16 } }, ctx);
     const losses: number[] = [];
+    let t1 = 0;
     for (let i = 0; i < 40; i++) {
       const ep = train.episode(i);
       losses.push(learner.metaTrainStep([ep]).loss);
       ep.dispose!();
+      if (i === 0) t1 = tf.memory().numTensors; // params + Adam moments exist from here on
     }
+    expect(tf.memory().numTensors).toBe(t1); // no tensor leaks in the FCE training step
+    // nor in adapt / predict / export / dispose
+    const ep = train.episode(99);
+    const t2 = tf.memory().numTensors;
+    const clf = learner.adapt(ep.support, ep.ways);
+    clf.predict(ep.query.x).dispose();
+    clf.toOnnx();
+    clf.dispose();
+    expect(tf.memory().numTensors).toBe(t2);
+    ep.dispose!();
     const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
     expect(losses.every(Number.isFinite)).toBe(true);
     // (cosine attention at scale 1 bounds how low the loss can go: at best ≈ 0.9 for 5 ways with
