@@ -15,6 +15,7 @@ import {
   initEngine,
   loadCheckpoint,
   maxAbsDiff,
+  parityBound,
   metaTrain,
   paced,
   saveCheckpoint,
@@ -88,7 +89,7 @@ export interface RunSummary {
   evalMode?: 'full';
   seed: number;
   stopped: 'completed' | 'interrupted' | 'time-budget';
-  onnx: { path: string | null; maxAbsDiff: number | null; tolerance: number; parityOk: boolean | null; episode: number; classes: number[] };
+  onnx: { path: string | null; maxAbsDiff: number | null; tolerance: number; /** tolerance × max(1, max |tfjs logit|): the parity bound */ bound: number | null; parityOk: boolean | null; episode: number; classes: number[] };
   out: string;
   report: string;
   checkpoint: string | null;
@@ -382,6 +383,7 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   let onnxPath: string | null = null;
   let diff: number | null = null;
   let parityOk: boolean | null = null;
+  let bound: number | null = null;
   const ep0 = fullEp ?? testSampler.episode(0);
   try {
     if (cfg.export.onnx !== false) {
@@ -396,11 +398,12 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
           try {
             const got = await runner.run(ep0.query.x.dataSync() as Float32Array, [...ep0.query.x.shape]);
             diff = maxAbsDiff(got, { data: want.dataSync() as Float32Array, shape: [...want.shape] });
+            bound = parityBound(cfg.export.tolerance, want);
           } finally {
             want.dispose();
             await runner.release();
           }
-          parityOk = diff <= cfg.export.tolerance;
+          parityOk = diff <= bound;
         }
       } finally {
         clf.dispose();
@@ -441,7 +444,7 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
     ...(fullEp ? { evalMode: 'full' as const } : {}),
     seed,
     stopped: run.stopped,
-    onnx: { path: onnxPath, maxAbsDiff: diff, tolerance: cfg.export.tolerance, parityOk, episode: 0, classes: ep0.description?.classes ?? [] },
+    onnx: { path: onnxPath, maxAbsDiff: diff, tolerance: cfg.export.tolerance, bound, parityOk, episode: 0, classes: ep0.description?.classes ?? [] },
     out,
     report: path.join(out, 'report.html'),
     checkpoint: lastCheckpoint,
@@ -484,7 +487,7 @@ export function summaryLines(s: RunSummary): string[] {
     `  trained ${s.iterations} iterations (${s.episodesSeen} episodes, ${s.trainWays}-way ${s.trainShots}-shot) in ${formatDuration(s.trainSeconds)} on ${s.backend}${s.stopped !== 'completed' ? ` (stopped: ${s.stopped})` : ''}; evaluation ${formatDuration(s.evalSeconds)} (${s.evalEngine})`,
   ];
   if (s.onnx.path) {
-    const par = s.onnx.maxAbsDiff === null ? 'parity not checked' : `onnxruntime vs tfjs max |Δlogit| = ${s.onnx.maxAbsDiff.toExponential(2)} (${s.onnx.parityOk ? 'ok' : `FAILED, tolerance ${s.onnx.tolerance}`})`;
+    const par = s.onnx.maxAbsDiff === null ? 'parity not checked' : `onnxruntime vs tfjs max |Δlogit| = ${s.onnx.maxAbsDiff.toExponential(2)} (${s.onnx.parityOk ? 'ok' : 'FAILED'}, bound ${s.onnx.bound?.toExponential(2)} = tolerance ${s.onnx.tolerance} × max(1, max |logit|))`;
     lines.push(`  model:   ${rel(s.onnx.path)} (adapted to test episode 0; ${par})`);
   }
   lines.push(`  report:  ${rel(s.report)}`, `  summary: ${rel(path.join(s.out, 'summary.json'))}`, `  metrics: ${rel(path.join(s.out, 'metrics.jsonl'))}`);

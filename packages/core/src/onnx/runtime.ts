@@ -164,6 +164,24 @@ export function maxAbsDiff(a0: ShapedData | tf.Tensor, b0: ShapedData | tf.Tenso
 }
 
 /**
+ * The parity rule of exported models: onnxruntime and tfjs agree when the largest |Δ| is within
+ * `tolerance` scaled by the size of the outputs, `max(1, max |expected|)` — float32 rounding grows
+ * with the magnitude of the logits (an adapted MAML network's logits of ~10 differ by ~1.5e-4 after
+ * four conv + batch-norm layers, i.e. 1.5e-5 relative), so a fixed absolute bound fails large
+ * logits for rounding alone. Non-finite expected values give NaN, which no difference passes.
+ */
+export function parityBound(tolerance: number, expected: ShapedData | tf.Tensor): number {
+  const e = toShaped(expected);
+  let m = 0;
+  for (let i = 0; i < e.data.length; i++) {
+    const v = Math.abs(e.data[i]!);
+    if (!Number.isFinite(v)) return NaN; // non-finite logits never pass: `diff <= NaN` is false
+    if (v > m) m = v;
+  }
+  return tolerance * Math.max(1, m);
+}
+
+/**
  * Run `model` in onnxruntime-node on `input` and compare with `expected` (e.g. the tfjs output).
  * `maxAbsDiff` is NaN when no expectation is given.
  */
