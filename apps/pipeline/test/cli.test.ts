@@ -123,6 +123,8 @@ describe('metalearn run', () => {
     expect(['wasm', 'tensorflow', 'cpu']).toContain(s.backend);
     expect(s.onnx.path).toBe(path.join(out, 'model.onnx'));
     expect(s.onnx.maxAbsDiff).toBeLessThanOrEqual(1e-4);
+    expect(s.onnx.bound).toBeGreaterThanOrEqual(1e-4); // tolerance × max(1, max |logit|)
+    expect(s.onnx.parityOk).toBe(s.onnx.maxAbsDiff <= s.onnx.bound);
     const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.filter((l) => l.type === 'train').map((l) => l.iteration)).toEqual([2, 4, 6]);
     expect(lines.filter((l) => l.type === 'val').map((l) => l.iteration)).toEqual([3, 6]);
