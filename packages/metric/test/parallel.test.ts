@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, WorkerPool, getLearner, initEngine, isTaskParallel, taskParallelStep, type Episode, type FlatParams, type StepResult, type TaskParallelLearner } from '@metalearn/core';
+import { Rng, WorkerPool, maxRelParamDiff, getLearner, initEngine, isTaskParallel, taskParallelStep, type Episode, type StepResult, type TaskParallelLearner } from '@metalearn/core';
 import '@metalearn/metric';
 
 beforeAll(async () => {
@@ -54,17 +54,6 @@ function train(l: TaskParallelLearner, pool: WorkerPool | null, steps: number): 
   return out;
 }
 
-function maxRelDiff(a: FlatParams, b: FlatParams): number {
-  expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort());
-  let m = 0;
-  for (const k of Object.keys(a)) {
-    const x = a[k]!.data;
-    const y = b[k]!.data;
-    for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!) / (Math.abs(x[i]!) + 1e-3));
-  }
-  return m;
-}
-
 const pools: WorkerPool[] = [];
 afterAll(async () => {
   for (const p of pools) await p.close();
@@ -81,9 +70,9 @@ describe('task-parallel metric learners', () => {
     const rb = train(b, p, 2);
     const pa = a.getParams();
     expect(Object.keys(pa).some((k) => k.startsWith('buffer:'))).toBe(true);
-    expect(maxRelDiff(pa, before)).toBeGreaterThan(1e-3);
+    expect(maxRelParamDiff(pa, before)).toBeGreaterThan(1e-3);
     const pb = b.getParams();
-    expect(maxRelDiff(pa, pb)).toBeLessThan(1e-5);
+    expect(maxRelParamDiff(pa, pb)).toBeLessThan(1e-5);
     ra.forEach((r, i) => {
       expect(rb[i]!.loss).toBeCloseTo(r.loss, 5);
       expect(rb[i]!.accuracy).toBe(r.accuracy);

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, WorkerPool, getLearner, isTaskParallel, taskParallelStep, type Episode, type FlatParams, type StepResult, type TaskParallelLearner } from '@metalearn/core';
+import { Rng, WorkerPool, maxRelParamDiff, getLearner, isTaskParallel, taskParallelStep, type Episode, type StepResult, type TaskParallelLearner } from '@metalearn/core';
 import '../src/index.js';
 import { useCpu } from './helpers.js';
 
@@ -57,18 +57,6 @@ function train(l: TaskParallelLearner, pool: WorkerPool | null, steps: number): 
   return out;
 }
 
-/** max over entries of |a − b| / (|a| + 1e-3) */
-function maxRelDiff(a: FlatParams, b: FlatParams): number {
-  expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort());
-  let m = 0;
-  for (const k of Object.keys(a)) {
-    const x = a[k]!.data;
-    const y = b[k]!.data;
-    for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!) / (Math.abs(x[i]!) + 1e-3));
-  }
-  return m;
-}
-
 const pools: WorkerPool[] = [];
 afterAll(async () => {
   for (const p of pools) await p.close();
@@ -93,8 +81,8 @@ describe('task-parallel optim learners', () => {
     const rb = train(b, p, 3);
     const before = make(id);
     // training moved the parameters, and both runs moved them the same way
-    expect(maxRelDiff(a.getParams(), before.getParams())).toBeGreaterThan(1e-3);
-    expect(maxRelDiff(a.getParams(), b.getParams())).toBeLessThan(1e-5);
+    expect(maxRelParamDiff(a.getParams(), before.getParams())).toBeGreaterThan(1e-3);
+    expect(maxRelParamDiff(a.getParams(), b.getParams())).toBeLessThan(1e-5);
     ra.forEach((r, i) => {
       expect(rb[i]!.loss).toBeCloseTo(r.loss, 5);
       expect(rb[i]!.accuracy).toBe(r.accuracy);

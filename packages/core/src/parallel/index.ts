@@ -1,3 +1,3 @@
 export * from './types.js';
 export { WorkerPool, defaultWorkerCount, defaultWorkerScript, type WorkerPoolOptions } from './pool.js';
-export { taskParallelStep, withWorkerPool } from './step.js';
+export { maxRelParamDiff, taskParallelStep, withWorkerPool } from './step.js';

@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, WorkerPool, getLearner, initEngine, isTaskParallel, taskParallelStep, type Episode, type FlatParams, type TaskParallelLearner } from '@metalearn/core';
+import { Rng, WorkerPool, maxRelParamDiff, getLearner, initEngine, isTaskParallel, taskParallelStep, type Episode, type TaskParallelLearner } from '@metalearn/core';
 import '../index.js';
 import { parseArgs } from './common.js';
 
@@ -28,16 +28,6 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function maxRelDiff(a: FlatParams, b: FlatParams): number {
-  let m = 0;
-  for (const k of Object.keys(a)) {
-    const x = a[k]!.data;
-    const y = b[k]!.data;
-    for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!) / (Math.abs(x[i]!) + 1e-3));
-  }
-  return m;
 }
 
 async function main(): Promise<void> {
@@ -74,7 +64,7 @@ async function main(): Promise<void> {
       }
       const m1 = median(times['1']);
       const mN = median(times.N);
-      const row = { workload: name, workers: a.workers, reps: a.reps, ms1: Math.round(m1), msN: Math.round(mN), speedup: Number((m1 / mN).toFixed(2)), poolStartMs: Math.round(startMs), maxRelParamDiff: maxRelDiff(learners['1'].getParams(), learners.N.getParams()) };
+      const row = { workload: name, workers: a.workers, reps: a.reps, ms1: Math.round(m1), msN: Math.round(mN), speedup: Number((m1 / mN).toFixed(2)), poolStartMs: Math.round(startMs), maxRelParamDiff: maxRelParamDiff(learners['1'].getParams(), learners.N.getParams()) };
       rows.push(row);
       console.log(JSON.stringify(row));
       learners['1'].dispose();
