@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchRow } from './index.js';
+import { TORCH_REF_WORKLOADS } from './workloads.js';
 
 /** One timing printed by a reference script. */
 export interface TorchTiming {
@@ -55,14 +56,7 @@ export const TORCH_COUNTERPART: Readonly<Record<string, string>> = {
 };
 
 /** Reference workloads printed by torch_ref.py (the rest come from bench-ref/torch_eval.py). */
-const TORCH_REF_WORKLOADS = new Set([
-  'conv4_fwd_batch80',
-  'conv4_fwd_bwd_batch80',
-  'protonet_5w1s_episode',
-  'fomaml_5w1s_metabatch4_1step',
-  'maml2_5w1s_metabatch4_1step',
-  'maml2_5w1s_metabatch4_5step',
-]);
+const TORCH_REF = new Set<string>(TORCH_REF_WORKLOADS);
 
 /**
  * Parse the JSON lines of a reference script: `{"workload": ..., "ms": ..., "threads": ...}` per line.
@@ -187,7 +181,7 @@ export function runTorchReference(o: TorchRunOptions): { timings: TorchTiming[];
       notes.push((e as Error).message);
     }
   };
-  if ([...wanted].some((w) => TORCH_REF_WORKLOADS.has(w))) {
+  if ([...wanted].some((w) => TORCH_REF.has(w))) {
     if (o.torchRef) run(o.torchRef, [String(o.threads)], o.torchRef);
     else notes.push('torch_ref.py not found (set --torch-ref or METALEARN_TORCH_REF)');
   }
