@@ -1,4 +1,5 @@
 export { initEngine, engineInfo, type EngineInfo, type BackendName, type InitEngineOptions } from './init.js';
+export { installOrtKernels, ortKernelInfo, ortKernelThreads, ortConvPlan, ortMatMulPlan, ORT_MATMUL_MIN_MACS } from './ort-kernels.js';
 export { registerProjectGradients, projectGradientKernels } from './gradients.js';
 export {
   conv2d,

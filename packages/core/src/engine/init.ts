@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { registerProjectGradients } from './gradients.js';
+import { installOrtKernels, ortKernelInfo } from './ort-kernels.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 
@@ -15,12 +16,16 @@ export interface EngineInfo {
   reason: string;
   /** compute threads the backend uses, where known */
   threads?: number;
+  /** wasm: convolutions run in onnxruntime (`ort-kernels.ts`) with this many threads; absent: XNNPACK */
+  ortConvThreads?: number;
 }
 
 export interface InitEngineOptions {
   backend?: BackendName;
   /** do not log the choice to stderr */
   quiet?: boolean;
+  /** wasm: run Conv2D in onnxruntime (default true; env METALEARN_ORT_KERNELS=0 turns it off) */
+  ortKernels?: boolean;
 }
 
 const BACKENDS: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
@@ -116,8 +121,13 @@ async function doInit(opts: InitEngineOptions): Promise<EngineInfo> {
   // after any backend package has loaded (tfjs-node registers tfjs' own gradients): ours win
   registerProjectGradients(true);
   const info: EngineInfo = threads === undefined ? { backend, reason } : { backend, reason, threads };
+  if (backend === 'wasm') {
+    const wanted = opts.ortKernels ?? process.env['METALEARN_ORT_KERNELS'] !== '0';
+    if (installOrtKernels(wanted)) info.ortConvThreads = ortKernelInfo().threads;
+  }
   if (!opts.quiet) {
-    process.stderr.write(`[metalearn] engine backend: ${backend} (${reason})${threads ? `, threads=${threads}` : ''}\n`);
+    const conv = info.ortConvThreads ? `, convolutions in onnxruntime (${info.ortConvThreads} threads)` : '';
+    process.stderr.write(`[metalearn] engine backend: ${backend} (${reason})${threads ? `, threads=${threads}` : ''}${conv}\n`);
   }
   return info;
 }

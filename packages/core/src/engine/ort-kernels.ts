@@ -1,0 +1,281 @@
+/**
+ * onnxruntime-backed Conv2D and BatchMatMul for the wasm backend.
+ *
+ * Every convolution of the engine — the forward pass and, since `conv.ts` writes the gradients with
+ * forward convolutions, dx, dW and every higher-order term — goes through tfjs' `Conv2D` kernel, and
+ * the im2col filter gradients and dense layers through `BatchMatMul`. On wasm these are XNNPACK with
+ * 128-bit SIMD, and XNNPACK repacks a matmul's right operand whenever it is a fresh tensor (every
+ * gradient): a [9, 58800] x [58800, 64] product takes 25–80 ms there, ~3 ms in onnxruntime.
+ * onnxruntime's CPU kernels (MLAS, native AVX2 / AVX-512) run Conv-4's 64-channel convolutions about
+ * 2x faster than XNNPACK (see README.md for the workload figures). This module replaces the two wasm
+ * kernels with ones that
+ *
+ *  - builds, once per geometry, a small ONNX graph (Conv: NHWC→NCHW transpose, Conv, NCHW→NHWC;
+ *    MatMul: optional transposes, MatMul) and opens a *synchronous* onnxruntime-node session on it (the native binding's `run` is synchronous;
+ *    the public `InferenceSession.run` only wraps it in a Promise, which a tfjs kernel cannot await);
+ *  - feeds the input and filter as views of the wasm heap (no copy) and lets onnxruntime write the
+ *    result straight into the output tensor's heap memory (a pre-allocated output);
+ *  - falls back to the wasm kernel where XNNPACK wins or the case is not covered: a filter larger than
+ *    the whole output (N·outH·outW < kh·kw, the image/kernel-swapped gradient convolutions of
+ *    second-order graphs), matmuls under 2^20 multiply-adds, non-float32, NCHW, rank > 3.
+ *
+ * The choice depends on shapes only, never on timings, so a run is reproducible: same seed, same
+ * kernels, same floats. Each output element's sum is computed by one thread (MLAS splits the output,
+ * not the reduction), so the thread count does not change results either (tested).
+ *
+ * Switch: `METALEARN_ORT_KERNELS=0` (or `installOrtKernels(false)`) restores the wasm kernel;
+ * `METALEARN_ORT_THREADS=N` sets onnxruntime's threads per call (default 1: on 2 cores, two threads per
+ * Conv-4 convolution measured slower than one — the calls are too short to amortise the hand-off; the
+ * second core is reached by worker threads running tasks, `core/parallel`).
+ */
+import { createRequire } from 'node:module';
+import * as tf from '@tensorflow/tfjs-core';
+import { OnnxGraphBuilder } from '../onnx/builder.js';
+
+const require = createRequire(import.meta.url);
+
+interface OrtTensorCtor {
+  new (type: 'float32', data: Float32Array, dims: readonly number[]): unknown;
+}
+interface SyncSession {
+  loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: Record<string, unknown>): void;
+  run(feeds: Record<string, unknown>, fetches: Record<string, unknown>, options: Record<string, unknown>): Record<string, unknown>;
+  dispose(): void;
+}
+interface OrtBinding {
+  binding: { InferenceSession: new () => SyncSession };
+  initOrt(): void;
+}
+
+interface WasmBackendLike {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+}
+
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+let ort: { Tensor: OrtTensorCtor; binding: OrtBinding } | null | undefined;
+
+/** onnxruntime-node's tensor class and native binding, or null when they cannot be loaded. */
+function loadOrtSync(): { Tensor: OrtTensorCtor; binding: OrtBinding } | null {
+  if (ort !== undefined) return ort;
+  try {
+    const mod = require('onnxruntime-node') as { Tensor: OrtTensorCtor };
+    const binding = require('onnxruntime-node/dist/binding') as OrtBinding;
+    binding.initOrt();
+    ort = { Tensor: mod.Tensor, binding };
+  } catch {
+    ort = null;
+  }
+  return ort;
+}
+
+/** Threads per onnxruntime kernel call: METALEARN_ORT_THREADS, else 1 (measured faster than 2 on Conv-4's shapes). */
+export function ortKernelThreads(): number {
+  const env = process.env['METALEARN_ORT_THREADS'];
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`env METALEARN_ORT_THREADS: expected a positive integer, got '${env}'`);
+    return n;
+  }
+  return 1;
+}
+
+/** Sessions by geometry, least recently used first (a run meets a few dozen geometries). */
+const sessions = new Map<string, SyncSession>();
+const MAX_SESSIONS = 256;
+const originals: Partial<Record<'Conv2D' | 'BatchMatMul', tf.KernelConfig>> = {};
+let installed = false;
+let threads = 1;
+const counts = { convOrt: 0, convWasm: 0, matMulOrt: 0, matMulWasm: 0 };
+
+interface ConvPlan {
+  key: string;
+  outShape: [number, number, number, number];
+  pads: [number, number, number, number];
+  strides: [number, number];
+  dilations: [number, number];
+}
+
+/** The geometry of a Conv2D call, or null when it stays on the wasm kernel. */
+export function ortConvPlan(xShape: readonly number[], fShape: readonly number[], attrs: Record<string, unknown>): ConvPlan | null {
+  const dataFormat = (attrs['dataFormat'] as string | undefined) ?? 'NHWC';
+  if (dataFormat !== 'NHWC' || xShape.length !== 4 || fShape.length !== 4) return null;
+  const info = tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    fShape as [number, number, number, number],
+    attrs['strides'] as [number, number],
+    attrs['dilations'] as [number, number],
+    attrs['pad'] as 'same',
+    attrs['dimRoundingMode'] as 'floor' | undefined,
+    false,
+    'channelsLast',
+  );
+  const [n, oh, ow] = [info.batchSize, info.outHeight, info.outWidth];
+  // measured: XNNPACK wins when a big filter slides over a tiny output (swapped-role gradient convs)
+  if (n * oh * ow < info.filterHeight * info.filterWidth) return null;
+  if (n * oh * ow * info.outChannels === 0) return null;
+  const p = info.padInfo;
+  const pads: [number, number, number, number] = [p.top, p.left, p.bottom, p.right];
+  if (pads.some((v) => v < 0)) return null;
+  const strides: [number, number] = [info.strideHeight, info.strideWidth];
+  const dilations: [number, number] = [info.dilationHeight, info.dilationWidth];
+  const outShape: [number, number, number, number] = [n, oh, ow, info.outChannels];
+  const key = `${xShape.join('x')}|${fShape.join('x')}|${pads.join(',')}|${strides.join(',')}|${dilations.join(',')}`;
+  return { key, outShape, pads, strides, dilations };
+}
+
+function convModel(xShape: readonly number[], fShape: readonly number[], plan: ConvPlan): Uint8Array {
+  const g = new OnnxGraphBuilder({ name: 'metalearn_conv2d' });
+  g.addInput('x', [...xShape]);
+  g.addInput('w', [...fShape]);
+  const xt = g.addNode('Transpose', ['x'], { perm: [0, 3, 1, 2] });
+  const wt = g.addNode('Transpose', ['w'], { perm: [3, 2, 0, 1] });
+  const y = g.addNode('Conv', [xt, wt], {
+    kernel_shape: [fShape[0]!, fShape[1]!],
+    pads: [plan.pads[0], plan.pads[1], plan.pads[2], plan.pads[3]],
+    strides: plan.strides,
+    dilations: plan.dilations,
+  });
+  g.addNode('Transpose', [y], { perm: [0, 2, 3, 1] }, { output: 'y' });
+  g.addOutput('y', [...plan.outShape]);
+  return g.build().bytes;
+}
+
+function sessionFor(key: string, build: () => Uint8Array, o: { binding: OrtBinding }): SyncSession {
+  let s = sessions.get(key);
+  if (s) {
+    sessions.delete(key);
+    sessions.set(key, s);
+    return s;
+  }
+  const bytes = build();
+  s = new o.binding.binding.InferenceSession();
+  s.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+  });
+  sessions.set(key, s);
+  if (sessions.size > MAX_SESSIONS) {
+    const [oldKey, old] = sessions.entries().next().value as [string, SyncSession];
+    sessions.delete(oldKey);
+    old.dispose();
+  }
+  return s;
+}
+
+function conv2dOrt(args: KernelArgs): tf.TensorInfo {
+  const x = args.inputs['x'] as tf.TensorInfo;
+  const f = args.inputs['filter'] as tf.TensorInfo;
+  const o = ort;
+  const plan = o && x.dtype === 'float32' && f.dtype === 'float32' ? ortConvPlan(x.shape, f.shape, args.attrs as Record<string, unknown>) : null;
+  if (!o || !plan) {
+    counts.convWasm++;
+    return originals.Conv2D!.kernelFunc(args) as tf.TensorInfo;
+  }
+  counts.convOrt++;
+  const backend = args.backend as unknown as WasmBackendLike;
+  const session = sessionFor(plan.key, () => convModel(x.shape, f.shape, plan), o);
+  // allocate first: a heap growth would detach views taken before it
+  const out = backend.makeOutput(plan.outShape, 'float32');
+  const xv = backend.typedArrayFromHeap(x);
+  const fv = backend.typedArrayFromHeap(f);
+  const yv = backend.typedArrayFromHeap(out);
+  session.run({ x: new o.Tensor('float32', xv, x.shape), w: new o.Tensor('float32', fv, f.shape) }, { y: new o.Tensor('float32', yv, plan.outShape) }, {});
+  return out;
+}
+
+/** Batched matmuls of at least this many multiply-adds run in onnxruntime (below it, call overhead wins). */
+export const ORT_MATMUL_MIN_MACS = 1 << 20;
+
+/** Output shape and key of a BatchMatMul call, or null when it stays on the wasm kernel. */
+export function ortMatMulPlan(aShape: readonly number[], bShape: readonly number[], transposeA: boolean, transposeB: boolean): { key: string; outShape: number[] } | null {
+  const r = aShape.length;
+  if (r !== bShape.length || (r !== 2 && r !== 3)) return null;
+  const [a1, a2] = aShape.slice(-2) as [number, number];
+  const [b1, b2] = bShape.slice(-2) as [number, number];
+  const [m, k] = transposeA ? [a2, a1] : [a1, a2];
+  const [k2, n] = transposeB ? [b2, b1] : [b1, b2];
+  const ba = r === 3 ? aShape[0]! : 1;
+  const bb = r === 3 ? bShape[0]! : 1;
+  if (k !== k2 || (ba !== bb && ba !== 1 && bb !== 1)) return null;
+  const batch = Math.max(ba, bb);
+  if (batch * m * n * k < ORT_MATMUL_MIN_MACS) return null;
+  const outShape = r === 3 ? [batch, m, n] : [m, n];
+  return { key: `mm|${aShape.join('x')}|${bShape.join('x')}|${transposeA ? 1 : 0}${transposeB ? 1 : 0}`, outShape };
+}
+
+function matMulModel(aShape: readonly number[], bShape: readonly number[], transposeA: boolean, transposeB: boolean, outShape: number[]): Uint8Array {
+  const g = new OnnxGraphBuilder({ name: 'metalearn_matmul' });
+  g.addInput('a', [...aShape]);
+  g.addInput('b', [...bShape]);
+  const perm = aShape.length === 3 ? [0, 2, 1] : [1, 0];
+  const a = transposeA ? g.addNode('Transpose', ['a'], { perm }) : 'a';
+  const b = transposeB ? g.addNode('Transpose', ['b'], { perm }) : 'b';
+  g.addNode('MatMul', [a, b], {}, { output: 'y' });
+  g.addOutput('y', outShape);
+  return g.build().bytes;
+}
+
+function batchMatMulOrt(args: KernelArgs): tf.TensorInfo {
+  const a = args.inputs['a'] as tf.TensorInfo;
+  const b = args.inputs['b'] as tf.TensorInfo;
+  const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+  const o = ort;
+  const plan = o && a.dtype === 'float32' && b.dtype === 'float32' ? ortMatMulPlan(a.shape, b.shape, transposeA, transposeB) : null;
+  if (!o || !plan) {
+    counts.matMulWasm++;
+    return originals.BatchMatMul!.kernelFunc(args) as tf.TensorInfo;
+  }
+  counts.matMulOrt++;
+  const backend = args.backend as unknown as WasmBackendLike;
+  const session = sessionFor(plan.key, () => matMulModel(a.shape, b.shape, transposeA, transposeB, plan.outShape), o);
+  const out = backend.makeOutput(plan.outShape, 'float32');
+  const av = backend.typedArrayFromHeap(a);
+  const bv = backend.typedArrayFromHeap(b);
+  const yv = backend.typedArrayFromHeap(out);
+  session.run({ a: new o.Tensor('float32', av, a.shape), b: new o.Tensor('float32', bv, b.shape) }, { y: new o.Tensor('float32', yv, plan.outShape) }, {});
+  return out;
+}
+
+const KERNELS = { Conv2D: conv2dOrt, BatchMatMul: batchMatMulOrt } as const;
+
+/**
+ * Route wasm's Conv2D through onnxruntime (true) or restore the wasm kernel (false). Returns whether
+ * the onnxruntime kernel is active afterwards (false when onnxruntime-node cannot be loaded, or the
+ * wasm backend is not registered). Idempotent.
+ */
+export function installOrtKernels(enable = true): boolean {
+  if (!enable) {
+    if (installed) {
+      for (const name of Object.keys(KERNELS) as (keyof typeof KERNELS)[]) {
+        tf.unregisterKernel(name, 'wasm');
+        tf.registerKernel(originals[name]!);
+      }
+    }
+    installed = false;
+    for (const s of sessions.values()) s.dispose();
+    sessions.clear();
+    return false;
+  }
+  if (installed) return true;
+  if (!loadOrtSync()) return false;
+  const names = Object.keys(KERNELS) as (keyof typeof KERNELS)[];
+  if (names.some((n) => !tf.getKernel(n, 'wasm'))) return false;
+  threads = ortKernelThreads();
+  for (const name of names) {
+    const orig = tf.getKernel(name, 'wasm')!;
+    originals[name] = orig;
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: KERNELS[name] as tf.KernelFunc, setupFunc: orig.setupFunc, disposeFunc: orig.disposeFunc });
+  }
+  installed = true;
+  return true;
+}
+
+/** Whether wasm's Conv2D currently runs through onnxruntime, its threads, and calls by kernel. */
+export function ortKernelInfo(): { active: boolean; threads: number; calls: typeof counts; sessions: number } {
+  return { active: installed, threads, calls: { ...counts }, sessions: sessions.size };
+}
