@@ -66,8 +66,11 @@ describe('onnxruntime kernels on wasm', () => {
       { x: [2, 8, 8, 5], f: [1, 1, 5, 7], s: 1, p: 'valid' },
       { x: [2, 7, 7, 4], f: [3, 3, 4, 6], s: 1, p: [[0, 0], [2, 0], [1, 2], [0, 0]] },
       { x: [2, 7, 9, 4], f: [3, 3, 4, 6], s: 1, p: 1 },
-      // dW form: channels as batch, dy as the filter (kernel larger than 3x3, output 3x3)
+      // dW form: channels as batch, dy as the filter (kernel larger than the 3x3 output: im2col form)
       { x: [16, 9, 9, 6], f: [7, 7, 6, 16], s: 1, p: 'valid' },
+      { x: [16, 7, 7, 6], f: [7, 7, 6, 16], s: 1, p: [[0, 0], [1, 1], [1, 1], [0, 0]] },
+      // swapped-role dx form: batch 1, 12x12 filter, 3x3 output
+      { x: [1, 14, 14, 5], f: [12, 12, 5, 4], s: 1, p: 'valid' },
     ];
     for (const c of cases) {
       expect(ortConvPlan(c.x, c.f, { strides: c.s, pad: c.p, dilations: c.d ?? 1, dataFormat: 'NHWC' }), JSON.stringify(c)).not.toBeNull();
@@ -81,14 +84,16 @@ describe('onnxruntime kernels on wasm', () => {
     }
   });
 
-  it('Conv2D stays on wasm where the plan says so (filter larger than the whole output)', () => {
-    const xs = [1, 12, 12, 4];
+  it('Conv2D picks the im2col form for filters larger than the output, and stays on wasm for such filters with dilation', () => {
+    expect(ortConvPlan([16, 9, 9, 6], [7, 7, 6, 16], { strides: 1, pad: 'valid', dilations: 1 })?.form).toBe('im2col');
+    expect(ortConvPlan([8, 14, 14, 16], [3, 3, 16, 16], { strides: 1, pad: 'same', dilations: 1 })?.form).toBe('conv');
+    const xs = [1, 24, 24, 4];
     const fs = [10, 10, 4, 3];
-    expect(ortConvPlan(xs, fs, { strides: 1, pad: 'valid', dilations: 1, dataFormat: 'NHWC' })).toBeNull();
+    expect(ortConvPlan(xs, fs, { strides: 1, pad: 'valid', dilations: 2, dataFormat: 'NHWC' })).toBeNull();
     const x = randn(xs) as tf.Tensor4D;
     const f = randn(fs) as tf.Tensor4D;
     const before = ortKernelInfo().calls;
-    const y = tf.conv2d(x, f, 1, 'valid');
+    const y = tf.conv2d(x, f, 1, 'valid', 'NHWC', 2);
     y.dataSync();
     expect(ortKernelInfo().calls.convWasm).toBe(before.convWasm + 1);
     expect(ortKernelInfo().calls.convOrt).toBe(before.convOrt);

@@ -15,9 +15,10 @@
  *    the public `InferenceSession.run` only wraps it in a Promise, which a tfjs kernel cannot await);
  *  - feeds the input and filter as views of the wasm heap (no copy) and lets onnxruntime write the
  *    result straight into the output tensor's heap memory (a pre-allocated output);
- *  - falls back to the wasm kernel where XNNPACK wins or the case is not covered: a filter larger than
- *    the whole output (N·outH·outW < kh·kw, the image/kernel-swapped gradient convolutions of
- *    second-order graphs), matmuls under 2^20 multiply-adds, non-float32, NCHW, rank > 3.
+ *  - runs a convolution whose filter is larger than its output (the filter-gradient convolutions, dy
+ *    as a 14x14 "filter" giving a 3x3 output) as im2col over the few output positions + one MatMul;
+ *  - falls back to the wasm kernel where the case is not covered: such big-filter convolutions with
+ *    strides or dilations, matmuls under 2^20 multiply-adds (call overhead), non-float32, NCHW, rank > 3.
  *
  * The choice depends on shapes only, never on timings, so a run is reproducible: same seed, same
  * kernels, same floats. Each output element's sum is computed by one thread (MLAS splits the output,
@@ -91,6 +92,8 @@ const counts = { convOrt: 0, convWasm: 0, matMulOrt: 0, matMulWasm: 0 };
 
 interface ConvPlan {
   key: string;
+  /** 'conv': ONNX Conv; 'im2col': one MatMul over the oh·ow windows (filters larger than the output) */
+  form: 'conv' | 'im2col';
   outShape: [number, number, number, number];
   pads: [number, number, number, number];
   strides: [number, number];
@@ -112,20 +115,57 @@ export function ortConvPlan(xShape: readonly number[], fShape: readonly number[]
     'channelsLast',
   );
   const [n, oh, ow] = [info.batchSize, info.outHeight, info.outWidth];
-  // measured: XNNPACK wins when a big filter slides over a tiny output (swapped-role gradient convs)
-  if (n * oh * ow < info.filterHeight * info.filterWidth) return null;
   if (n * oh * ow * info.outChannels === 0) return null;
   const p = info.padInfo;
   const pads: [number, number, number, number] = [p.top, p.left, p.bottom, p.right];
   if (pads.some((v) => v < 0)) return null;
   const strides: [number, number] = [info.strideHeight, info.strideWidth];
   const dilations: [number, number] = [info.dilationHeight, info.dilationWidth];
+  const unit = strides[0] === 1 && strides[1] === 1 && dilations[0] === 1 && dilations[1] === 1;
+  // a filter larger than the output (the filter-gradient convolutions: dy as a 14x14 "filter" giving
+  // a 3x3 output): im2col over the few output positions and one matmul — onnxruntime's Conv runs
+  // these 2-13x slower than that (measured), XNNPACK too
+  const big = info.filterHeight * info.filterWidth > oh * ow;
+  if (big && !unit) return null;
+  const form = big ? 'im2col' : 'conv';
   const outShape: [number, number, number, number] = [n, oh, ow, info.outChannels];
-  const key = `${xShape.join('x')}|${fShape.join('x')}|${pads.join(',')}|${strides.join(',')}|${dilations.join(',')}`;
-  return { key, outShape, pads, strides, dilations };
+  const key = `${form}|${xShape.join('x')}|${fShape.join('x')}|${pads.join(',')}|${strides.join(',')}|${dilations.join(',')}`;
+  return { key, form, outShape, pads, strides, dilations };
+}
+
+/**
+ * y[n, a, b, :] = x[n, a:a+kh, b:b+kw, :] (flattened) · w (flattened to [kh·kw·C, CO]) for each of the
+ * oh·ow output positions: slices stacked to [oh·ow, N, kh·kw·C], one batched MatMul, back to NHWC.
+ */
+function im2colModel(xShape: readonly number[], fShape: readonly number[], plan: ConvPlan): Uint8Array {
+  const g = new OnnxGraphBuilder({ name: 'metalearn_conv2d_im2col' });
+  g.addInput('x', [...xShape]);
+  g.addInput('w', [...fShape]);
+  const [n, , , c] = xShape as [number, number, number, number];
+  const [kh, kw, , co] = fShape as [number, number, number, number];
+  const [, oh, ow] = plan.outShape;
+  const [pt, pl, pb, pr] = plan.pads;
+  const x = pt + pl + pb + pr > 0 ? g.addNode('Pad', ['x', g.int64([0, pt, pl, 0, 0, pb, pr, 0])]) : 'x';
+  const k = kh * kw * c;
+  const flat = g.int64([1, n, k]);
+  const cols: string[] = [];
+  for (let a = 0; a < oh; a++) {
+    for (let b = 0; b < ow; b++) {
+      const win = g.addNode('Slice', [x, g.int64([a, b]), g.int64([a + kh, b + kw]), g.int64([1, 2])]);
+      cols.push(g.addNode('Reshape', [win, flat]));
+    }
+  }
+  const stacked = cols.length === 1 ? cols[0]! : g.addNode('Concat', cols, { axis: 0 }); // [oh·ow, N, K]
+  const w2 = g.addNode('Reshape', ['w', g.int64([k, co])]);
+  const y = g.addNode('MatMul', [stacked, w2]); // [oh·ow, N, CO]
+  const yt = g.addNode('Transpose', [y], { perm: [1, 0, 2] });
+  g.addNode('Reshape', [yt, g.int64([n, oh, ow, co])], {}, { output: 'y' });
+  g.addOutput('y', [...plan.outShape]);
+  return g.build().bytes;
 }
 
 function convModel(xShape: readonly number[], fShape: readonly number[], plan: ConvPlan): Uint8Array {
+  if (plan.form === 'im2col') return im2colModel(xShape, fShape, plan);
   const g = new OnnxGraphBuilder({ name: 'metalearn_conv2d' });
   g.addInput('x', [...xShape]);
   g.addInput('w', [...fShape]);

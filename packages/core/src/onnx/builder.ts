@@ -11,7 +11,8 @@ export const onnxProto: typeof OnnxNs = require('onnx-proto').onnx;
 export const ONNX_OPSET = 17;
 export const ONNX_IR_VERSION = 8;
 
-export type OnnxDType = 'float32' | 'int64' | 'int32';
+/** Value types of graph inputs and outputs ('bool' only there: initializers are float32 / int32 / int64). */
+export type OnnxDType = 'float32' | 'int64' | 'int32' | 'bool';
 /** A dimension: a fixed size, or a symbolic name such as `'batch'`. */
 export type OnnxDim = number | string;
 
@@ -57,7 +58,7 @@ function isTfTensor(v: unknown): v is tf.Tensor {
 
 const DT = () => onnxProto.TensorProto.DataType;
 function dtypeCode(d: OnnxDType): number {
-  return d === 'float32' ? DT().FLOAT : d === 'int64' ? DT().INT64 : DT().INT32;
+  return d === 'float32' ? DT().FLOAT : d === 'int64' ? DT().INT64 : d === 'bool' ? DT().BOOL : DT().INT32;
 }
 
 function prod(shape: number[]): number {
@@ -244,6 +245,7 @@ export class OnnxGraphBuilder {
       data = value.data;
       dt = dtype ?? value.dtype ?? (value.data instanceof Int32Array ? 'int32' : value.data instanceof BigInt64Array ? 'int64' : 'float32');
     }
+    if (dt === 'bool') throw new Error(`OnnxGraphBuilder: initializer '${name}': bool initializers are not supported`);
     if (!shape.every((d) => Number.isInteger(d) && d >= 0)) throw new Error(`OnnxGraphBuilder: initializer '${name}' has invalid shape [${shape}]`);
     if (data.length !== prod(shape)) throw new Error(`OnnxGraphBuilder: initializer '${name}' has ${data.length} values but shape [${shape}] needs ${prod(shape)}`);
     let raw: Uint8Array;
