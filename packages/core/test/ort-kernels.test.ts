@@ -1,5 +1,5 @@
 /**
- * onnxruntime-backed wasm kernels (engine/ort-kernels.ts): Conv2D and BatchMatMul give the wasm
+ * onnxruntime-backed wasm kernels (engine/ort-kernels.ts): Conv2D, BatchMatMul and Equal give the wasm
  * kernels' results (float32 rounding) on every geometry the engine produces, fall back to wasm where
  * the plan says so, are deterministic (same call → same bits; 1 vs 2 onnxruntime threads → same bits),
  * and the switch restores the original kernels. Gradients through them (first and second order) are
@@ -8,7 +8,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../src/rng.js';
-import { initEngine, installOrtKernels, ortConvPlan, ortKernelInfo, ortMatMulPlan } from '../src/engine/index.js';
+import { initEngine, installOrtKernels, ortConvPlan, ortKernelInfo, ortMatMulPlan, ORT_ELEMENTWISE_MIN_SIZE } from '../src/engine/index.js';
+
+/** calls of a kernel so far: [in onnxruntime, on wasm] */
+const calls = (name: string): [number, number] => {
+  const c = ortKernelInfo().calls[name];
+  return [c?.ort ?? 0, c?.wasm ?? 0];
+};
 
 const rng = new Rng(7);
 const randn = (shape: number[]): tf.Tensor => tf.tensor(rng.normalArray(shape.reduce((a, b) => a * b, 1)), shape);
@@ -76,9 +82,9 @@ describe('onnxruntime kernels on wasm', () => {
       expect(ortConvPlan(c.x, c.f, { strides: c.s, pad: c.p, dilations: c.d ?? 1, dataFormat: 'NHWC' }), JSON.stringify(c)).not.toBeNull();
       const x = randn(c.x) as tf.Tensor4D;
       const f = randn(c.f) as tf.Tensor4D;
-      const before = ortKernelInfo().calls.convOrt;
+      const before = calls('Conv2D')[0];
       const r = both(() => tf.conv2d(x, f, c.s, c.p as 'same', 'NHWC', c.d ?? 1));
-      expect(ortKernelInfo().calls.convOrt, JSON.stringify(c)).toBe(before + 1);
+      expect(calls('Conv2D')[0], JSON.stringify(c)).toBe(before + 1);
       expect(relDiff(r.ort, r.wasm), JSON.stringify(c)).toBeLessThan(1e-5);
       tf.dispose([x, f]);
     }
@@ -92,11 +98,10 @@ describe('onnxruntime kernels on wasm', () => {
     expect(ortConvPlan(xs, fs, { strides: 1, pad: 'valid', dilations: 2, dataFormat: 'NHWC' })).toBeNull();
     const x = randn(xs) as tf.Tensor4D;
     const f = randn(fs) as tf.Tensor4D;
-    const before = ortKernelInfo().calls;
+    const before = calls('Conv2D');
     const y = tf.conv2d(x, f, 1, 'valid', 'NHWC', 2);
     y.dataSync();
-    expect(ortKernelInfo().calls.convWasm).toBe(before.convWasm + 1);
-    expect(ortKernelInfo().calls.convOrt).toBe(before.convOrt);
+    expect(calls('Conv2D')).toEqual([before[0], before[1] + 1]);
     tf.dispose([x, f, y]);
   });
 
@@ -112,14 +117,43 @@ describe('onnxruntime kernels on wasm', () => {
       expect(ortMatMulPlan(c.a, c.b, c.ta, c.tb), JSON.stringify(c)).not.toBeNull();
       const a = randn(c.a);
       const b = randn(c.b);
-      const before = ortKernelInfo().calls.matMulOrt;
+      const before = calls('BatchMatMul')[0];
       const r = both(() => tf.matMul(a, b, c.ta, c.tb));
-      expect(ortKernelInfo().calls.matMulOrt, JSON.stringify(c)).toBe(before + 1);
+      expect(calls('BatchMatMul')[0], JSON.stringify(c)).toBe(before + 1);
       expect(relDiff(r.ort, r.wasm), JSON.stringify(c)).toBeLessThan(1e-5);
       tf.dispose([a, b]);
     }
     expect(ortMatMulPlan([1, 80], [80, 64], false, false)).toBeNull();
     expect(ortMatMulPlan([2, 3, 4, 5], [2, 3, 5, 4], false, false)).toBeNull();
+  });
+
+  it('Equal (with broadcasting, exact ties) equals the wasm kernel; small or int32 comparisons stay on wasm', () => {
+    // the max-pool masks compare a map with its upsampled max
+    const x = randn([16, 16, 16, 32]);
+    const small = randn([16, 8, 8, 32]) as tf.Tensor4D;
+    const up = tf.image.resizeNearestNeighbor(small, [16, 16]);
+    const xe = tf.where(tf.greater(x, 0), up, x);
+    const row = tf.slice(xe, [0, 0, 0, 0], [16, 1, 16, 32]);
+    for (const [a, b] of [[xe, up], [xe, row]] as [tf.Tensor, tf.Tensor][]) {
+      const before = calls('Equal')[0];
+      installOrtKernels(true);
+      const e1 = tf.equal(a, b);
+      installOrtKernels(false);
+      const e2 = tf.equal(a, b);
+      installOrtKernels(true);
+      expect(e1.dtype).toBe('bool');
+      expect(calls('Equal')[0]).toBe(before + 1);
+      expect(Array.from(e1.dataSync())).toEqual(Array.from(e2.dataSync()));
+      expect(tf.sum(tf.cast(e1, 'int32')).dataSync()[0]).toBeGreaterThan(0);
+      tf.dispose([e1, e2]);
+    }
+    const tiny = randn([4, 4, 4]);
+    const ints = tf.ones([ORT_ELEMENTWISE_MIN_SIZE], 'int32');
+    const before = calls('Equal');
+    tf.equal(tiny, tiny).dataSync();
+    tf.equal(ints, ints).dataSync();
+    expect(calls('Equal')).toEqual([before[0], before[1] + 2]);
+    tf.dispose([x, small, up, xe, row, tiny, ints]);
   });
 
   it('is deterministic: same call → same bits, and 1 vs 2 onnxruntime threads → same bits', () => {
@@ -170,12 +204,16 @@ describe('onnxruntime kernels on wasm', () => {
     installOrtKernels(false);
     expect(ortKernelInfo().active).toBe(false);
     const before = ortKernelInfo().calls;
-    tf.tidy(() => tf.conv2d(x, f, 1, 'same').dataSync());
+    tf.tidy(() => {
+      tf.conv2d(x, f, 1, 'same').dataSync();
+    });
     expect(ortKernelInfo().calls).toEqual(before);
     installOrtKernels(true);
     expect(ortKernelInfo().active).toBe(true);
-    tf.tidy(() => tf.grads((w: tf.Tensor) => tf.sum(tf.square(tf.conv2d(x, w as tf.Tensor4D, 1, 'same'))))([f]).map((g) => g.dataSync()));
-    expect(ortKernelInfo().calls.convOrt).toBeGreaterThan(before.convOrt);
+    tf.tidy(() => {
+      tf.grads((w: tf.Tensor) => tf.sum(tf.square(tf.conv2d(x, w as tf.Tensor4D, 1, 'same'))))([f]).map((g) => g.dataSync());
+    });
+    expect(calls('Conv2D')[0]).toBeGreaterThan(before['Conv2D']?.ort ?? 0);
     expect(tf.memory().numTensors).toBe(n0);
     tf.dispose([x, f]);
   });

@@ -1,5 +1,5 @@
 /**
- * onnxruntime-backed Conv2D and BatchMatMul for the wasm backend.
+ * onnxruntime-backed Conv2D, BatchMatMul and Equal for the wasm backend.
  *
  * Every convolution of the engine — the forward pass and, since `conv.ts` writes the gradients with
  * forward convolutions, dx, dW and every higher-order term — goes through tfjs' `Conv2D` kernel, and
@@ -36,7 +36,7 @@ import { OnnxGraphBuilder } from '../onnx/builder.js';
 const require = createRequire(import.meta.url);
 
 interface OrtTensorCtor {
-  new (type: 'float32', data: Float32Array, dims: readonly number[]): unknown;
+  new (type: 'float32' | 'bool', data: Float32Array | Uint8Array, dims: readonly number[]): unknown;
 }
 interface SyncSession {
   loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: Record<string, unknown>): void;
@@ -50,7 +50,7 @@ interface OrtBinding {
 
 interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Uint8Array;
 }
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -85,10 +85,12 @@ export function ortKernelThreads(): number {
 /** Sessions by geometry, least recently used first (a run meets a few dozen geometries). */
 const sessions = new Map<string, SyncSession>();
 const MAX_SESSIONS = 256;
-const originals: Partial<Record<'Conv2D' | 'BatchMatMul', tf.KernelConfig>> = {};
+const originals: Partial<Record<OrtKernelName, tf.KernelConfig>> = {};
 let installed = false;
 let threads = 1;
-const counts = { convOrt: 0, convWasm: 0, matMulOrt: 0, matMulWasm: 0 };
+type OrtKernelName = 'Conv2D' | 'BatchMatMul' | 'Equal';
+/** calls per kernel: run in onnxruntime / left to the wasm kernel */
+const counts: Record<string, { ort: number; wasm: number }> = {};
 
 interface ConvPlan {
   key: string;
@@ -206,25 +208,42 @@ function sessionFor(key: string, build: () => Uint8Array, o: { binding: OrtBindi
   return s;
 }
 
+/** The wasm kernel's result (counted), for calls a plan leaves there. */
+function onWasm(name: OrtKernelName, args: KernelArgs): tf.TensorInfo {
+  (counts[name] ??= { ort: 0, wasm: 0 }).wasm++;
+  return originals[name]!.kernelFunc(args) as tf.TensorInfo;
+}
+
+/**
+ * Run one cached session: inputs are fed as views of the wasm heap, the output is written into a new
+ * wasm tensor's heap memory (allocated first: a heap growth would detach views taken before it).
+ */
+function runOnOrt(
+  name: OrtKernelName,
+  args: KernelArgs,
+  key: string,
+  build: () => Uint8Array,
+  feeds: [string, tf.TensorInfo][],
+  outShape: number[],
+  outDtype: 'float32' | 'bool' = 'float32',
+): tf.TensorInfo {
+  const o = ort!;
+  (counts[name] ??= { ort: 0, wasm: 0 }).ort++;
+  const backend = args.backend as unknown as WasmBackendLike;
+  const session = sessionFor(key, build, o);
+  const out = backend.makeOutput(outShape, outDtype);
+  const inputs: Record<string, unknown> = {};
+  for (const [n, t] of feeds) inputs[n] = new o.Tensor(t.dtype as 'float32' | 'bool', backend.typedArrayFromHeap(t), t.shape);
+  session.run(inputs, { y: new o.Tensor(outDtype, backend.typedArrayFromHeap(out), outShape) }, {});
+  return out;
+}
+
 function conv2dOrt(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs['x'] as tf.TensorInfo;
   const f = args.inputs['filter'] as tf.TensorInfo;
-  const o = ort;
-  const plan = o && x.dtype === 'float32' && f.dtype === 'float32' ? ortConvPlan(x.shape, f.shape, args.attrs as Record<string, unknown>) : null;
-  if (!o || !plan) {
-    counts.convWasm++;
-    return originals.Conv2D!.kernelFunc(args) as tf.TensorInfo;
-  }
-  counts.convOrt++;
-  const backend = args.backend as unknown as WasmBackendLike;
-  const session = sessionFor(plan.key, () => convModel(x.shape, f.shape, plan), o);
-  // allocate first: a heap growth would detach views taken before it
-  const out = backend.makeOutput(plan.outShape, 'float32');
-  const xv = backend.typedArrayFromHeap(x);
-  const fv = backend.typedArrayFromHeap(f);
-  const yv = backend.typedArrayFromHeap(out);
-  session.run({ x: new o.Tensor('float32', xv, x.shape), w: new o.Tensor('float32', fv, f.shape) }, { y: new o.Tensor('float32', yv, plan.outShape) }, {});
-  return out;
+  const plan = ort && x.dtype === 'float32' && f.dtype === 'float32' ? ortConvPlan(x.shape, f.shape, args.attrs as Record<string, unknown>) : null;
+  if (!plan) return onWasm('Conv2D', args);
+  return runOnOrt('Conv2D', args, plan.key, () => convModel(x.shape, f.shape, plan), [['x', x], ['w', f]], plan.outShape);
 }
 
 /** Batched matmuls of at least this many multiply-adds run in onnxruntime (below it, call overhead wins). */
@@ -263,24 +282,42 @@ function batchMatMulOrt(args: KernelArgs): tf.TensorInfo {
   const a = args.inputs['a'] as tf.TensorInfo;
   const b = args.inputs['b'] as tf.TensorInfo;
   const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-  const o = ort;
-  const plan = o && a.dtype === 'float32' && b.dtype === 'float32' ? ortMatMulPlan(a.shape, b.shape, transposeA, transposeB) : null;
-  if (!o || !plan) {
-    counts.matMulWasm++;
-    return originals.BatchMatMul!.kernelFunc(args) as tf.TensorInfo;
-  }
-  counts.matMulOrt++;
-  const backend = args.backend as unknown as WasmBackendLike;
-  const session = sessionFor(plan.key, () => matMulModel(a.shape, b.shape, transposeA, transposeB, plan.outShape), o);
-  const out = backend.makeOutput(plan.outShape, 'float32');
-  const av = backend.typedArrayFromHeap(a);
-  const bv = backend.typedArrayFromHeap(b);
-  const yv = backend.typedArrayFromHeap(out);
-  session.run({ a: new o.Tensor('float32', av, a.shape), b: new o.Tensor('float32', bv, b.shape) }, { y: new o.Tensor('float32', yv, plan.outShape) }, {});
-  return out;
+  const plan = ort && a.dtype === 'float32' && b.dtype === 'float32' ? ortMatMulPlan(a.shape, b.shape, transposeA, transposeB) : null;
+  if (!plan) return onWasm('BatchMatMul', args);
+  return runOnOrt('BatchMatMul', args, plan.key, () => matMulModel(a.shape, b.shape, transposeA, transposeB, plan.outShape), [['a', a], ['b', b]], plan.outShape);
 }
 
-const KERNELS = { Conv2D: conv2dOrt, BatchMatMul: batchMatMulOrt } as const;
+/**
+ * Equal with at least this many output elements runs in onnxruntime: wasm's Equal is ~10x slower than
+ * its Multiply (measured [75, 28, 28, 64]: 22 ms vs 2.2 ms in onnxruntime), and the max-pool gradient
+ * compares every map with its upsampled max. (wasm's Multiply / Add / ResizeNearestNeighbor measured
+ * faster than onnxruntime's, so they stay.) Below ~2^16 elements the call overhead wins.
+ */
+export const ORT_ELEMENTWISE_MIN_SIZE = 1 << 16;
+
+function equalOrt(args: KernelArgs): tf.TensorInfo {
+  const a = args.inputs['a'] as tf.TensorInfo;
+  const b = args.inputs['b'] as tf.TensorInfo;
+  if (!ort || a.dtype !== 'float32' || b.dtype !== 'float32') return onWasm('Equal', args);
+  const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+  if (tf.util.sizeFromShape(outShape) < ORT_ELEMENTWISE_MIN_SIZE) return onWasm('Equal', args);
+  const key = `Equal|${a.shape.join('x')}|${b.shape.join('x')}`;
+  const build = (): Uint8Array => {
+    const g = new OnnxGraphBuilder({ name: 'metalearn_equal' });
+    g.addInput('a', [...a.shape]);
+    g.addInput('b', [...b.shape]);
+    g.addNode('Equal', ['a', 'b'], {}, { output: 'y' });
+    g.addOutput('y', outShape, 'bool');
+    return g.build().bytes;
+  };
+  return runOnOrt('Equal', args, key, build, [['a', a], ['b', b]], outShape, 'bool');
+}
+
+const KERNELS: Record<OrtKernelName, (args: KernelArgs) => tf.TensorInfo> = {
+  Conv2D: conv2dOrt,
+  BatchMatMul: batchMatMulOrt,
+  Equal: equalOrt,
+};
 
 /**
  * Route wasm's Conv2D through onnxruntime (true) or restore the wasm kernel (false). Returns whether
@@ -290,7 +327,7 @@ const KERNELS = { Conv2D: conv2dOrt, BatchMatMul: batchMatMulOrt } as const;
 export function installOrtKernels(enable = true): boolean {
   if (!enable) {
     if (installed) {
-      for (const name of Object.keys(KERNELS) as (keyof typeof KERNELS)[]) {
+      for (const name of Object.keys(KERNELS) as OrtKernelName[]) {
         tf.unregisterKernel(name, 'wasm');
         tf.registerKernel(originals[name]!);
       }
@@ -302,7 +339,7 @@ export function installOrtKernels(enable = true): boolean {
   }
   if (installed) return true;
   if (!loadOrtSync()) return false;
-  const names = Object.keys(KERNELS) as (keyof typeof KERNELS)[];
+  const names = Object.keys(KERNELS) as OrtKernelName[];
   if (names.some((n) => !tf.getKernel(n, 'wasm'))) return false;
   threads = ortKernelThreads();
   for (const name of names) {
@@ -315,7 +352,7 @@ export function installOrtKernels(enable = true): boolean {
   return true;
 }
 
-/** Whether wasm's Conv2D currently runs through onnxruntime, its threads, and calls by kernel. */
-export function ortKernelInfo(): { active: boolean; threads: number; calls: typeof counts; sessions: number } {
-  return { active: installed, threads, calls: { ...counts }, sessions: sessions.size };
+/** Whether the onnxruntime kernels are installed, their threads, calls by kernel, open sessions. */
+export function ortKernelInfo(): { active: boolean; threads: number; calls: Record<string, { ort: number; wasm: number }>; sessions: number } {
+  return { active: installed, threads, calls: Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, { ...v }])), sessions: sessions.size };
 }
