@@ -488,7 +488,7 @@ export function summaryLines(s: RunSummary): string[] {
   ];
   if (s.onnx.path) {
     const par = s.onnx.maxAbsDiff === null ? 'parity not checked' : `onnxruntime vs tfjs max |Δlogit| = ${s.onnx.maxAbsDiff.toExponential(2)} (${s.onnx.parityOk ? 'ok' : 'FAILED'}, bound ${s.onnx.bound?.toExponential(2)} = tolerance ${s.onnx.tolerance} × max(1, max |logit|))`;
-    lines.push(`  model:   ${rel(s.onnx.path)} (adapted to test episode 0; ${par})`);
+    lines.push(`  model:   ${rel(s.onnx.path)} (adapted to ${s.evalMode === 'full' ? 'the whole training split' : 'test episode 0'}; ${par})`);
   }
   lines.push(`  report:  ${rel(s.report)}`, `  summary: ${rel(path.join(s.out, 'summary.json'))}`, `  metrics: ${rel(path.join(s.out, 'metrics.jsonl'))}`);
   return lines;

@@ -8,6 +8,7 @@ import { loadUea } from '@metalearn/data';
 import '@metalearn/metric';
 import { fullSplitEpisode, fullSplitEvaluate } from '../src/full-eval.js';
 import { runPipeline } from '../src/index.js';
+import { summaryLines } from '../src/run.js';
 
 let tmp: string;
 
@@ -118,6 +119,7 @@ export: { onnx: model.onnx, parity: true, tolerance: 0.0001 }
     expect(s.onnx.classes).toEqual([0, 1, 2]);
     expect(Math.round(s.accuracy * 15)).toBeCloseTo(s.accuracy * 15, 9);
     expect(s.headline).toMatch(/test-set accuracy .* %.*15 test examples.*all 18 training examples/);
+    expect(summaryLines(s).join('\n')).toMatch(/model: .*model\.onnx \(adapted to the whole training split;/);
     const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.at(-1)).toMatchObject({ type: 'test', mode: 'full', testExamples: 15, episodes: 15, ways: 3, shots: 6 });
   });
