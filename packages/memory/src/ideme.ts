@@ -34,10 +34,17 @@ import {
   type Params,
   type Sequential,
   type StepResult,
+  flatData,
+  taskParallelStep,
+  type FlatParams,
+  type StepContext,
+  type TaskGradient,
+  type TaskParallelLearner,
 } from '@metalearn/core';
 import { oneHotF } from './addressing.js';
+import { applyMeanGradients, flatUpdates, isLastTask, lastTaskBuffers, replaceBuffers, setFlatVariables, stepContext, taskRng, variableTaskGrads, variablesToFlat } from './parallel.js';
 import { Adam } from '@metalearn/core';
-import { adamStepOnVariables, checkpointParams, cloneAll, loadCheckpointParams, pooledAccuracy, toVariables } from './variables.js';
+import { checkpointParams, cloneAll, loadCheckpointParams, toVariables } from './variables.js';
 import { resolveConfig } from './config.js';
 import { applyPrefixed, backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, unprefix, type BackboneConfig } from './backbone.js';
 
@@ -156,18 +163,23 @@ export class IdemeModel {
   }
 }
 
+/** Key of the gallery in {@link IdemeLearner.getParams}. */
+const GALLERY_KEY = 'gallery';
+
 function ce(logits: tf.Tensor2D, y: Int32Array): tf.Scalar {
   const oh = oneHotF(y, logits.shape[1]);
   return tf.neg(tf.mean(tf.sum(tf.mul(oh, tf.logSoftmax(logits)), 1))) as tf.Scalar;
 }
 
-export class IdemeLearner implements MetaLearner<IdemeConfig> {
+export class IdemeLearner implements MetaLearner<IdemeConfig>, TaskParallelLearner {
   readonly id = 'ideme';
   readonly family = 'memory' as const;
   readonly model: IdemeModel;
   readonly params: Record<string, tf.Variable>;
   bnState: Params;
   gallery: tf.Tensor | null = null;
+  /** images picked by beginStep, added to the gallery by applyGradients */
+  private pendingGallery: tf.Tensor | null = null;
   private adam: Adam;
   private rng: Rng;
   private steps = 0;
@@ -182,19 +194,28 @@ export class IdemeLearner implements MetaLearner<IdemeConfig> {
     this.adam = new Adam({ lr: config.lr, clipNorm: config.gradClip });
   }
 
-  /** Add training images to the gallery buffer (reservoir-free: fills up to gallerySize, then stops). */
-  private collect(ep: Episode): void {
-    const have = this.gallery?.shape[0] ?? 0;
-    if (have >= this.config.gallerySize) return;
-    const x = tf.concat([ep.support.x, ep.query.x], 0);
-    const take = Math.min(this.config.gallerySize - have, x.shape[0]);
-    const idx = this.rng.sample(x.shape[0], take);
-    const sel = tf.gather(x, tf.tensor1d(idx, 'int32'));
-    const next = this.gallery ? tf.concat([this.gallery, sel], 0) : sel;
-    if (this.gallery && next !== this.gallery) this.gallery.dispose();
-    if (sel !== next) sel.dispose();
-    x.dispose();
-    this.gallery = next;
+  /**
+   * Training images of `batch` for the gallery buffer (reservoir-free: fills up to gallerySize, then
+   * stops), drawn with the learner's generator; null when the gallery is full.
+   */
+  private galleryAdditions(batch: Episode[]): tf.Tensor | null {
+    let have = this.gallery?.shape[0] ?? 0;
+    const parts: tf.Tensor[] = [];
+    for (const ep of batch) {
+      if (have >= this.config.gallerySize) break;
+      const sel = tf.tidy(() => {
+        const x = tf.concat([ep.support.x, ep.query.x], 0);
+        const take = Math.min(this.config.gallerySize - have, x.shape[0]);
+        return tf.gather(x, tf.tensor1d(this.rng.sample(x.shape[0], take), 'int32'));
+      });
+      have += sel.shape[0];
+      parts.push(sel);
+    }
+    if (parts.length === 0) return null;
+    if (parts.length === 1) return parts[0]!;
+    const all = tf.concat(parts, 0);
+    tf.dispose(parts);
+    return all;
   }
 
   /** Gallery images for `n` probes (nAug each), drawn with `rng`. */
@@ -229,28 +250,96 @@ export class IdemeLearner implements MetaLearner<IdemeConfig> {
     return { loss: ce(logits, ep.query.y), logits };
   }
 
+  /** One meta-update: core's `taskParallelStep` with no pool (the same maths a worker pool runs). */
   metaTrainStep(batch: Episode[]): StepResult {
+    return taskParallelStep(this, batch);
+  }
+
+  /**
+   * Validates the batch, draws the step's seed from the learner's generator (task i draws its gallery
+   * images from its own stream seeded by (that seed, i)), then picks this batch's images for the
+   * gallery; they join it in {@link applyGradients}, after the step, so a batch never deforms with
+   * its own images. Main thread only.
+   */
+  beginStep(batch: Episode[]): StepContext {
     if (batch.length === 0) throw new Error('ideme.metaTrainStep: empty meta-batch');
     for (const e of batch) if (e.ways > this.config.classes) throw new Error(`ideme: ${e.ways} ways but config 'classes' is ${this.config.classes}`);
-    const updates: Params = {};
-    const preds: { pred: Int32Array; y: Int32Array }[] = [];
-    const { loss, gradNorm } = adamStepOnVariables(this.params, this.adam, () => {
-      const losses = batch.map((ep, i) => {
-        const { loss, logits } = this.episodeLoss(ep, this.config.deform, true, this.rng, i === batch.length - 1 ? updates : undefined);
-        preds.push({ pred: argmaxRows(logits.dataSync(), logits.shape[0], logits.shape[1]), y: ep.query.y });
-        return loss;
-      });
-      return tf.div(tf.addN(losses), batch.length) as tf.Scalar;
+    const ctx = stepContext(this.rng, batch.length);
+    this.pendingGallery?.dispose();
+    this.pendingGallery = this.galleryAdditions(batch);
+    return ctx;
+  }
+
+  /**
+   * Per episode: the query loss of the prototype classifier over its real and synthesised support
+   * examples (batch-norm in training mode on that episode's batches), its gradient w.r.t. every
+   * parameter, its correct query predictions. The last task also returns the batch-norm running
+   * statistics of its support embedding (as in a single-thread step, the last episode's update wins).
+   */
+  taskGradients(episodes: Episode[], first: number, ctx: StepContext): TaskGradient[] {
+    return episodes.map((ep, i) => {
+      const index = first + i;
+      if (ep.ways > this.config.classes) throw new Error(`ideme: ${ep.ways} ways but config 'classes' is ${this.config.classes}`);
+      const rng = taskRng(this.id, ctx, index);
+      const updates: Params = {};
+      const wantUpdates = isLastTask(this.id, ctx, index);
+      let pred: Int32Array | undefined;
+      try {
+        const { loss, grads } = variableTaskGrads(this.params, () => {
+          const { loss, logits } = this.episodeLoss(ep, this.config.deform, true, rng, wantUpdates ? updates : undefined);
+          pred = argmaxRows(logits.dataSync(), logits.shape[0], logits.shape[1]);
+          return loss;
+        });
+        const y = ep.query.y;
+        let correct = 0;
+        for (let j = 0; j < y.length; j++) if (pred![j] === y[j]) correct++;
+        return { index, loss, correct, total: y.length, grads, ...(wantUpdates ? { buffers: flatUpdates(updates) } : {}) };
+      } finally {
+        tf.dispose(Object.values(updates));
+      }
     });
-    // gallery of base-class images, filled after the step so a batch never deforms with its own images
-    for (const ep of batch) this.collect(ep);
-    // batch-norm updates arrive only from the final layer's embedding of the last episode's support
-    for (const [k, t] of Object.entries(updates)) {
-      this.bnState[k]?.dispose();
-      this.bnState[k] = t;
+  }
+
+  /**
+   * Adam on the mean episode gradient (tasks summed in task order); the last task's batch-norm
+   * running statistics; the images picked in {@link beginStep} join the gallery.
+   */
+  applyGradients(tasks: TaskGradient[], _ctx: StepContext): StepResult {
+    const s = applyMeanGradients(this.id, this.params, this.adam, tasks);
+    if (this.pendingGallery) {
+      const add = this.pendingGallery;
+      this.pendingGallery = null;
+      if (this.gallery) {
+        const next = tf.concat([this.gallery, add], 0);
+        this.gallery.dispose();
+        add.dispose();
+        this.gallery = next;
+      } else this.gallery = add;
     }
+    replaceBuffers(this.id, this.bnState, lastTaskBuffers(tasks));
     this.steps++;
-    return { loss, accuracy: pooledAccuracy(preds), metrics: { gradNorm } };
+    return { loss: s.loss / s.n, accuracy: s.total ? s.correct / s.total : NaN, metrics: { gradNorm: s.gradNorm } };
+  }
+
+  /**
+   * Parameters, batch-norm running statistics and the gallery (keys `param:<k>`, `buffer:<k>`,
+   * `gallery`; the gallery only once it holds images) as flat arrays.
+   */
+  getParams(): FlatParams {
+    const out = variablesToFlat(this.params, this.bnState);
+    if (this.gallery) out[GALLERY_KEY] = { shape: [...this.gallery.shape], data: flatData(this.gallery) };
+    return out;
+  }
+
+  /** Replace parameters, running statistics and gallery with a copy from {@link getParams}. */
+  setParams(p: FlatParams): void {
+    const g = p[GALLERY_KEY];
+    if (g && (g.shape.length !== this.ctx.inputShape.length + 1 || g.shape.slice(1).join('x') !== this.ctx.inputShape.join('x'))) {
+      throw new Error(`ideme.setParams: gallery has shape [${g.shape}], expected [n, ${this.ctx.inputShape}]`);
+    }
+    setFlatVariables(this.id, p, this.params, this.bnState, [GALLERY_KEY]);
+    this.gallery?.dispose();
+    this.gallery = g ? tf.tensor(g.data, g.shape, 'float32') : null;
   }
 
   adapt(support: LabeledSet, ways: number, opts: { deform?: boolean; seed?: string | number } = {}): FewShotClassifier {
@@ -301,6 +390,8 @@ export class IdemeLearner implements MetaLearner<IdemeConfig> {
   dispose(): void {
     tf.dispose([...Object.values(this.params), ...Object.values(this.bnState)]);
     this.gallery?.dispose();
+    this.pendingGallery?.dispose();
+    this.pendingGallery = null;
     this.adam.dispose();
   }
 }

@@ -29,10 +29,16 @@ import {
   type Params,
   type Sequential,
   type StepResult,
+  taskParallelStep,
+  type FlatParams,
+  type StepContext,
+  type TaskGradient,
+  type TaskParallelLearner,
 } from '@metalearn/core';
 import { oneHotF } from './addressing.js';
+import { applyMeanGradients, flatUpdates, isLastTask, lastTaskBuffers, replaceBuffers, setFlatVariables, variableTaskGrads, variablesToFlat } from './parallel.js';
 import { Adam } from '@metalearn/core';
-import { adamStepOnVariables, checkpointParams, cloneAll, loadCheckpointParams, pooledAccuracy, toVariables } from './variables.js';
+import { checkpointParams, cloneAll, loadCheckpointParams, toVariables } from './variables.js';
 import { resolveConfig } from './config.js';
 import { applyPrefixed, backboneOnnx, backboneSchemaProps, inputShapeOnnx, makeBackbone, prefixParams, stopGradient, unprefix, type BackboneConfig } from './backbone.js';
 
@@ -200,7 +206,7 @@ function lossOf(logits: tf.Tensor2D, y: Int32Array): tf.Scalar {
   return tf.neg(tf.mean(tf.sum(tf.mul(oh, tf.logSoftmax(logits)), 1))) as tf.Scalar;
 }
 
-export class MetaNetLearner implements MetaLearner<MetaNetConfig> {
+export class MetaNetLearner implements MetaLearner<MetaNetConfig>, TaskParallelLearner {
   readonly id = 'metanet';
   readonly family = 'memory' as const;
   readonly model: MetaNetModel;
@@ -238,26 +244,63 @@ export class MetaNetLearner implements MetaLearner<MetaNetConfig> {
     return { loss: lossOf(logits, ep.query.y), logits, info: mem.info };
   }
 
+  /** One meta-update: core's `taskParallelStep` with no pool (the same maths a worker pool runs). */
   metaTrainStep(batch: Episode[]): StepResult {
+    return taskParallelStep(this, batch);
+  }
+
+  /** Validates the batch; the context carries the batch size (no randomness in a MetaNet step). */
+  beginStep(batch: Episode[]): StepContext {
     if (batch.length === 0) throw new Error('metanet.metaTrainStep: empty meta-batch');
     for (const e of batch) this.check(e.ways);
-    const updates: Params = {};
-    const preds: { pred: Int32Array; y: Int32Array }[] = [];
-    const { loss, gradNorm } = adamStepOnVariables(this.params, this.adam, () => {
-      const losses = batch.map((ep, i) => {
-        // batch-norm running statistics: the last episode's update wins (each is an EMA step)
-        const { loss, logits } = this.episodeLoss(ep, true, i === batch.length - 1 ? updates : undefined);
-        preds.push({ pred: argmaxRows(logits.dataSync(), logits.shape[0], logits.shape[1]), y: ep.query.y });
-        return loss;
-      });
-      return tf.div(tf.addN(losses), batch.length) as tf.Scalar;
+    return { n: batch.length };
+  }
+
+  /**
+   * Per episode: the query loss (batch-norm in training mode on that episode's support + query
+   * batch), its gradient w.r.t. every slow weight, and its correct query predictions. The last task
+   * of the step also returns its batch-norm running statistics (one EMA step from the step's): as in
+   * a single-thread step, the last episode's update wins.
+   */
+  taskGradients(episodes: Episode[], first: number, ctx: StepContext): TaskGradient[] {
+    return episodes.map((ep, i) => {
+      const index = first + i;
+      this.check(ep.ways);
+      const updates: Params = {};
+      const wantUpdates = isLastTask(this.id, ctx, index);
+      let pred: Int32Array | undefined;
+      try {
+        const { loss, grads } = variableTaskGrads(this.params, () => {
+          const { loss, logits } = this.episodeLoss(ep, true, wantUpdates ? updates : undefined);
+          pred = argmaxRows(logits.dataSync(), logits.shape[0], logits.shape[1]);
+          return loss;
+        });
+        const y = ep.query.y;
+        let correct = 0;
+        for (let j = 0; j < y.length; j++) if (pred![j] === y[j]) correct++;
+        return { index, loss, correct, total: y.length, grads, ...(wantUpdates ? { buffers: flatUpdates(updates) } : {}) };
+      } finally {
+        tf.dispose(Object.values(updates));
+      }
     });
-    for (const [k, t] of Object.entries(updates)) {
-      this.state_[k]?.dispose();
-      this.state_[k] = t;
-    }
+  }
+
+  /** Adam on the mean episode gradient (tasks summed in task order); the last task's running statistics. */
+  applyGradients(tasks: TaskGradient[], _ctx: StepContext): StepResult {
+    const s = applyMeanGradients(this.id, this.params, this.adam, tasks);
+    replaceBuffers(this.id, this.state_, lastTaskBuffers(tasks));
     this.steps++;
-    return { loss, accuracy: pooledAccuracy(preds), metrics: { gradNorm, attentionScale: Math.exp(this.params['att.logScale']!.dataSync()[0]!) } };
+    return { loss: s.loss / s.n, accuracy: s.total ? s.correct / s.total : NaN, metrics: { gradNorm: s.gradNorm, attentionScale: Math.exp(this.params['att.logScale']!.dataSync()[0]!) } };
+  }
+
+  /** Slow weights and batch-norm running statistics (keys `param:<k>` / `buffer:<k>`) as flat arrays. */
+  getParams(): FlatParams {
+    return variablesToFlat(this.params, this.state_);
+  }
+
+  /** Replace slow weights and running statistics with a copy from {@link getParams}. */
+  setParams(p: FlatParams): void {
+    setFlatVariables(this.id, p, this.params, this.state_);
   }
 
   adapt(support: LabeledSet, ways: number): FewShotClassifier {
