@@ -78,6 +78,13 @@ export interface ImamlOptions {
   lambda: number;
   /** conjugate-gradient iterations */
   cgSteps: number;
+  /**
+   * δ ≥ 0: CG solves (I + H/(λ + δ)) g = ∇L_q instead of (I + H/λ) (default 0: the exact implicit
+   * gradient). The reference implementation damps with δ = 10 ('lam_damping'): H of a trained
+   * network has negative curvature, and once an eigenvalue falls below −λ the system is indefinite
+   * and CG's answer is no longer a descent direction.
+   */
+  cgDamping?: number;
 }
 
 export interface ImamlTaskGradResult extends TaskGradResult {
@@ -88,7 +95,8 @@ export interface ImamlTaskGradResult extends TaskGradResult {
 /**
  * iMAML meta-gradient for one task (Rajeswaran et al. 2019):
  *   φ ≈ argmin_φ L_s(φ) + λ/2·||φ − θ||²   (inner loop, no graph kept)
- *   g = (I + H/λ)⁻¹ ∇_φ L_q(φ),  H = ∇²L_s(φ),  solved by CG with Hessian-vector products.
+ *   g = (I + H/λ)⁻¹ ∇_φ L_q(φ),  H = ∇²L_s(φ),  solved by CG with Hessian-vector products
+ *   (λ + δ in place of λ with `cgDamping` δ).
  * Memory does not depend on the number of inner steps.
  */
 export function imamlTaskGrad(spec: InnerLoopSpec, meta: Params, task: Task, opts: ImamlOptions): ImamlTaskGradResult {
@@ -111,7 +119,7 @@ export function imamlTaskGrad(spec: InnerLoopSpec, meta: Params, task: Task, opt
   const b: Params = Object.fromEntries(keys.map((k) => [k, gq[k]!]));
   const A = (v: Params): Params => {
     const hv = hessianVectorProduct(spec, phi, task.xs, task.ys, v, keys);
-    const out = mapParams(v, (t, k) => tf.tidy(() => tf.add(t, tf.div(hv[k]!, opts.lambda))));
+    const out = mapParams(v, (t, k) => tf.tidy(() => tf.add(t, tf.div(hv[k]!, opts.lambda + (opts.cgDamping ?? 0)))));
     disposeParams(hv);
     return out;
   };

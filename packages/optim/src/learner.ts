@@ -69,6 +69,8 @@ export interface OptimConfig {
   lambda?: number;
   /** iMAML: conjugate-gradient iterations */
   cgSteps?: number;
+  /** iMAML: CG damping δ, (I + H/(λ + δ)) (default 0) */
+  cgDamping?: number;
   /** Reptile: also train the inner loop on the query set of training episodes */
   reptileUseQuery?: boolean;
   /** Reptile: anneal ε linearly to 0 over this many outer steps (0: constant) */
@@ -126,6 +128,7 @@ export const optimSchemas: Record<OptimAlgorithm, Record<string, unknown>> = {
     {
       lambda: { type: 'number', exclusiveMinimum: 0, default: 2 },
       cgSteps: { type: 'integer', minimum: 1, default: 5 },
+      cgDamping: { type: 'number', minimum: 0, default: 0, description: 'CG solves (I + H/(lambda + cgDamping)); 0 = exact implicit gradient, the reference code uses 10' },
     },
     { innerSteps: 10, innerLr: 0.1, metaLr: 0.001 },
   ),
@@ -253,7 +256,7 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
           const d = reptileTaskDelta(spec, this.meta, task, this.config.reptileUseQuery ?? false);
           r = { loss: d.loss, queryOut: d.queryOut, grads: d.delta };
         } else if (this.id === 'imaml') {
-          const ir = imamlTaskGrad(spec, this.meta, task, { lambda: this.config.lambda ?? 2, cgSteps: this.config.cgSteps ?? 5 });
+          const ir = imamlTaskGrad(spec, this.meta, task, { lambda: this.config.lambda ?? 2, cgSteps: this.config.cgSteps ?? 5, cgDamping: this.config.cgDamping ?? 0 });
           metrics.cgResidual = ir.cgResidual;
           r = ir;
         } else if (this.config.firstOrder || this.id === 'fomaml') {

@@ -40,6 +40,10 @@ describe('iMAML meta-gradient', () => {
     const before = tf.memory().numTensors;
     const r = imamlTaskGrad(spec, theta, task, { lambda, cgSteps: n });
     r.queryOut.dispose();
+    // damped CG (cgDamping δ): the same solve with λ + δ in the system (φ still from the λ-proximal inner loop)
+    const delta = 10;
+    const rd = imamlTaskGrad(spec, theta, task, { lambda, cgSteps: n, cgDamping: delta });
+    rd.queryOut.dispose();
 
     // exact: rebuild φ, the dense Hessian column by column, and solve the system directly
     const phi = innerLoop({ ...spec, proximal: { lambda, anchor: theta } }, theta, task.xs, task.ys, false);
@@ -72,6 +76,13 @@ describe('iMAML meta-gradient', () => {
     console.log(`iMAML (CG, ${r.cgIterations} it) vs exact dense solve: relative error ${err.toExponential(2)}; plain ∇L_q vs exact: ${plainErr.toExponential(2)}`);
     expect(err).toBeLessThan(1e-3);
     expect(plainErr).toBeGreaterThan(1e-2); // the linear system matters: the identity would fail
+    const Ad = H.map((row, i) => row.map((h, j) => (i === j ? 1 : 0) + (h + H[j]![i]!) / 2 / (lambda + delta)));
+    const exactD = Float64Array.from(solve(Ad, b));
+    const errD = relErr(flat(rd.grads, keys), exactD);
+    console.log(`iMAML damped (δ ${delta}) vs dense solve of (I + H/(λ+δ)): relative error ${errD.toExponential(2)}; vs undamped: ${relErr(exactD, exact).toExponential(2)}`);
+    expect(errD).toBeLessThan(1e-3);
+    expect(relErr(exactD, exact)).toBeGreaterThan(1e-2);
+    Object.values(rd.grads).forEach((t) => t.dispose());
 
     gq.forEach((t) => t.dispose());
     Object.values(phi).forEach((t) => t.dispose());
