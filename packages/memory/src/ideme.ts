@@ -42,7 +42,7 @@ import {
   type TaskParallelLearner,
 } from '@metalearn/core';
 import { oneHotF } from './addressing.js';
-import { applyMeanGradients, flatUpdates, isLastTask, lastTaskBuffers, replaceBuffers, setFlatVariables, stepContext, taskRng, variableTaskGrads, variablesToFlat } from './parallel.js';
+import { applyMeanGradients, episodeTaskGradient, lastTaskBuffers, replaceBuffers, setFlatVariables, stepContext, taskRng, variablesToFlat } from './parallel.js';
 import { Adam } from '@metalearn/core';
 import { checkpointParams, cloneAll, loadCheckpointParams, toVariables } from './variables.js';
 import { resolveConfig } from './config.js';
@@ -281,22 +281,7 @@ export class IdemeLearner implements MetaLearner<IdemeConfig>, TaskParallelLearn
       const index = first + i;
       if (ep.ways > this.config.classes) throw new Error(`ideme: ${ep.ways} ways but config 'classes' is ${this.config.classes}`);
       const rng = taskRng(this.id, ctx, index);
-      const updates: Params = {};
-      const wantUpdates = isLastTask(this.id, ctx, index);
-      let pred: Int32Array | undefined;
-      try {
-        const { loss, grads } = variableTaskGrads(this.params, () => {
-          const { loss, logits } = this.episodeLoss(ep, this.config.deform, true, rng, wantUpdates ? updates : undefined);
-          pred = argmaxRows(logits.dataSync(), logits.shape[0], logits.shape[1]);
-          return loss;
-        });
-        const y = ep.query.y;
-        let correct = 0;
-        for (let j = 0; j < y.length; j++) if (pred![j] === y[j]) correct++;
-        return { index, loss, correct, total: y.length, grads, ...(wantUpdates ? { buffers: flatUpdates(updates) } : {}) };
-      } finally {
-        tf.dispose(Object.values(updates));
-      }
+      return episodeTaskGradient(this.id, this.params, ctx, index, ep.query.y, (updates) => this.episodeLoss(ep, this.config.deform, true, rng, updates));
     });
   }
 

@@ -36,7 +36,7 @@ import {
   type TaskParallelLearner,
 } from '@metalearn/core';
 import { oneHotF } from './addressing.js';
-import { applyMeanGradients, flatUpdates, isLastTask, lastTaskBuffers, replaceBuffers, setFlatVariables, variableTaskGrads, variablesToFlat } from './parallel.js';
+import { applyMeanGradients, episodeTaskGradient, lastTaskBuffers, replaceBuffers, setFlatVariables, variablesToFlat } from './parallel.js';
 import { Adam } from '@metalearn/core';
 import { checkpointParams, cloneAll, loadCheckpointParams, toVariables } from './variables.js';
 import { resolveConfig } from './config.js';
@@ -266,22 +266,7 @@ export class MetaNetLearner implements MetaLearner<MetaNetConfig>, TaskParallelL
     return episodes.map((ep, i) => {
       const index = first + i;
       this.check(ep.ways);
-      const updates: Params = {};
-      const wantUpdates = isLastTask(this.id, ctx, index);
-      let pred: Int32Array | undefined;
-      try {
-        const { loss, grads } = variableTaskGrads(this.params, () => {
-          const { loss, logits } = this.episodeLoss(ep, true, wantUpdates ? updates : undefined);
-          pred = argmaxRows(logits.dataSync(), logits.shape[0], logits.shape[1]);
-          return loss;
-        });
-        const y = ep.query.y;
-        let correct = 0;
-        for (let j = 0; j < y.length; j++) if (pred![j] === y[j]) correct++;
-        return { index, loss, correct, total: y.length, grads, ...(wantUpdates ? { buffers: flatUpdates(updates) } : {}) };
-      } finally {
-        tf.dispose(Object.values(updates));
-      }
+      return episodeTaskGradient(this.id, this.params, ctx, index, ep.query.y, (updates) => this.episodeLoss(ep, true, updates));
     });
   }
 

@@ -5,7 +5,7 @@
  * gradients (summed in task-index order by core's `sumTaskGradients`).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, flatData, fromFlat, sumTaskGradients, toFlat, type Adam, type FlatParams, type Params, type StepContext, type TaskGradient } from '@metalearn/core';
+import { Rng, argmaxRows, flatData, fromFlat, sumTaskGradients, toFlat, type Adam, type FlatParams, type Params, type StepContext, type TaskGradient } from '@metalearn/core';
 import type { Variables } from './variables.js';
 
 /**
@@ -126,5 +126,35 @@ export function setFlatVariables(id: string, flat: FlatParams, params: Variables
       buffers[b]!.dispose();
       buffers[b] = v;
     }
+  }
+}
+
+/**
+ * One episode's task gradient: `run` computes the episode's loss and query logits (collecting
+ * batch-norm running-statistics updates into `updates` when given); the last task of the step
+ * (`isLastTask`) returns those statistics as buffers.
+ */
+export function episodeTaskGradient(
+  id: string,
+  params: Variables,
+  ctx: StepContext,
+  index: number,
+  queryLabels: ArrayLike<number>,
+  run: (updates: Params | undefined) => { loss: tf.Scalar; logits: tf.Tensor },
+): TaskGradient {
+  const updates: Params = {};
+  const wantUpdates = isLastTask(id, ctx, index);
+  let pred: Int32Array | undefined;
+  try {
+    const { loss, grads } = variableTaskGrads(params, () => {
+      const { loss, logits } = run(wantUpdates ? updates : undefined);
+      pred = argmaxRows(logits.dataSync(), logits.shape[0]!, logits.shape[1]!);
+      return loss;
+    });
+    let correct = 0;
+    for (let j = 0; j < queryLabels.length; j++) if (pred![j] === queryLabels[j]) correct++;
+    return { index, loss, correct, total: queryLabels.length, grads, ...(wantUpdates ? { buffers: flatUpdates(updates) } : {}) };
+  } finally {
+    tf.dispose(Object.values(updates));
   }
 }
