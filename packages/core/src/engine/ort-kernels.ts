@@ -230,12 +230,19 @@ function runOnOrt(
   const o = ort!;
   (counts[name] ??= { ort: 0, wasm: 0 }).ort++;
   const backend = args.backend as unknown as WasmBackendLike;
-  const session = sessionFor(key, build, o);
-  const out = backend.makeOutput(outShape, outDtype);
-  const inputs: Record<string, unknown> = {};
-  for (const [n, t] of feeds) inputs[n] = new o.Tensor(t.dtype as 'float32' | 'bool', backend.typedArrayFromHeap(t), t.shape);
-  session.run(inputs, { y: new o.Tensor(outDtype, backend.typedArrayFromHeap(out), outShape) }, {});
-  return out;
+  let out: tf.TensorInfo | null = null;
+  try {
+    const session = sessionFor(key, build, o);
+    out = backend.makeOutput(outShape, outDtype);
+    const inputs: Record<string, unknown> = {};
+    for (const [n, t] of feeds) inputs[n] = new o.Tensor(t.dtype as 'float32' | 'bool', backend.typedArrayFromHeap(t), t.shape);
+    session.run(inputs, { y: new o.Tensor(outDtype, backend.typedArrayFromHeap(out), outShape) }, {});
+    return out;
+  } catch (e) {
+    if (out) (args.backend as unknown as { disposeData(id: object): void }).disposeData(out.dataId);
+    const shapes = feeds.map(([n, t]) => `${n} [${t.shape.join(',')}]`).join(', ');
+    throw new Error(`engine/ort-kernels: ${name} (${shapes}) failed in onnxruntime: ${(e as Error).message} (METALEARN_ORT_KERNELS=0 runs it on the wasm kernel)`);
+  }
 }
 
 function conv2dOrt(args: KernelArgs): tf.TensorInfo {
