@@ -88,6 +88,7 @@ describe('cross-domain evaluation (evaluate.dataset)', () => {
     const s = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
     expect(s).toMatchObject({ dataset: 'synthetic-glyphs', evalDataset: 'tiny-idx', ways: 4, shots: 1, testEpisodes: 6, iterations: 4 });
     expect(s.headline).toMatch(/on tiny-idx: 4-way 1-shot/);
+    expect(s.accuracyByInstance).toBeUndefined(); // only sequence learners (MANN, LSTM) report it
     // every query is a copy of its class's support example: perfect on the IDX data (glyph episodes are not)
     expect(s.accuracy).toBe(1);
     // the exported classifier was adapted to an IDX episode (6 classes: ids 0..5)

@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs-core';
-import type { RngState } from './rng.js';
+import type { Rng, RngState } from './rng.js';
 
 /** A set of labelled examples. `x` is [n, ...featureShape]; `y` holds integer labels 0..ways-1. */
 export interface LabeledSet {
@@ -92,6 +92,27 @@ export interface MetaLearner<Cfg = unknown> {
   state(): Checkpoint;
   load(c: Checkpoint): void;
   dispose(): void;
+}
+
+/** Accuracy at the k-th presentation of a class when an episode is read as one labelled sequence. */
+export interface InstanceAccuracy {
+  /** accuracy[k] = accuracy at the k-th presentation of a class (index 0 unused), NaN where unseen */
+  accuracy: number[];
+  /** count[k] = items scored at the k-th presentation */
+  count: number[];
+}
+
+/**
+ * Optional capability of learners that read a whole episode as one shuffled sequence with labels
+ * one step late (MANN, the LSTM meta-learner): support and query items together, no update. The
+ * pipeline reports accuracy by instance for them (Santoro et al.'s table).
+ */
+export interface SequenceEvaluator {
+  evaluateSequences(episodes: Episode[], rng: Rng, maxInstance?: number): InstanceAccuracy;
+}
+
+export function isSequenceEvaluator<L extends MetaLearner>(l: L): l is L & SequenceEvaluator {
+  return typeof (l as Partial<SequenceEvaluator>).evaluateSequences === 'function';
 }
 
 /** What a family package registers: an id, its config schema, and a factory. */

@@ -8,6 +8,8 @@ export * from './onnx-export.js';
 export * from './backbone.js';
 export * from './metanet.js';
 export * from './ideme.js';
+/** moved to core (the pipeline reads it); re-exported for compatibility */
+export type { InstanceAccuracy } from '@metalearn/core';
 
 import { registerLearner } from '@metalearn/core';
 import { lstmMetaFactory, mannFactory } from './learner.js';

@@ -9,11 +9,13 @@ import {
   type Checkpoint,
   type Episode,
   type FewShotClassifier,
+  type InstanceAccuracy,
   type LabeledSet,
   type LearnerContext,
   type LearnerFactory,
   type MetaLearner,
   type OnnxModel,
+  type SequenceEvaluator,
   type StepResult,
 } from '@metalearn/core';
 import { oneHotF } from './addressing.js';
@@ -27,13 +29,7 @@ import { exportSequenceStep } from './onnx-export.js';
 
 export const INSTANCE_METRICS = [1, 2, 3, 5, 10];
 
-export interface InstanceAccuracy {
-  /** accuracy[k] = accuracy at the k-th presentation of a class (index 0 unused), NaN where unseen */
-  accuracy: number[];
-  count: number[];
-}
-
-export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLearner<Cfg> {
+export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLearner<Cfg>, SequenceEvaluator {
   readonly family = 'memory' as const;
   readonly params: Record<string, tf.Variable>;
   private readonly adam: Adam;
