@@ -2,7 +2,9 @@
  * Omniglot 5-way 1-shot (28x28, Vinyals-style class split with rotations as classes) for the image
  * learners of this package: Meta Networks, or IDeMe-Net with and without its deformation branch.
  *   LEARNER=metanet TRAIN_MINUTES=30 npx vitest run -c scripts/vitest.repro.config.ts scripts/oneshot.repro.ts
- *   LEARNER=ideme   TRAIN_MINUTES=15 ...   (trains deform: true and deform: false for the same time, same episodes)
+ *   LEARNER=ideme   TRAIN_MINUTES=15 ...   (trains deform: true for the budget, then deform: false on the
+ *   same training episodes: MATCH=iterations (default) gives the baseline the same number of updates,
+ *   MATCH=time the same wall-clock budget; both are evaluated on the same test episodes)
  */
 import { it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
@@ -14,11 +16,11 @@ import { haveOmniglot, minutes, OMNIGLOT_ROOT, RunLog, setup } from './common.js
 
 const learnerId = process.env['LEARNER'] ?? 'metanet';
 
-function train(learner: MetaLearner, sampler: EpisodeSampler, budgetMs: number, metaBatch: number, log: RunLog, tag: string): number {
+function train(learner: MetaLearner, sampler: EpisodeSampler, budgetMs: number, metaBatch: number, log: RunLog, tag: string, maxIterations = Infinity): { iterations: number; seconds: number } {
   const t0 = Date.now();
   let it = 0;
   let win = { n: 0, loss: 0, acc: 0 };
-  while (Date.now() - t0 < budgetMs) {
+  while (Date.now() - t0 < budgetMs && it < maxIterations) {
     const eps = Array.from({ length: metaBatch }, (_, b) => sampler.episode(it * metaBatch + b));
     const r = learner.metaTrainStep(eps);
     for (const e of eps) e.dispose?.();
@@ -31,7 +33,7 @@ function train(learner: MetaLearner, sampler: EpisodeSampler, budgetMs: number, 
       win = { n: 0, loss: 0, acc: 0 };
     }
   }
-  return it;
+  return { iterations: it, seconds: (Date.now() - t0) / 1000 };
 }
 
 function evaluate(learner: MetaLearner, sampler: EpisodeSampler, n: number, adaptOpts?: { deform: boolean }): number[] {
@@ -64,12 +66,17 @@ it.skipIf(!haveOmniglot())(`Omniglot 5-way 1-shot: ${learnerId} (skips without .
   if (learnerId === 'ideme') {
     const results: Record<string, unknown> = {};
     const perEpisode: Record<string, number[]> = {};
+    const match = process.env['MATCH'] ?? 'iterations';
+    if (match !== 'iterations' && match !== 'time') throw new Error(`MATCH must be 'iterations' or 'time', got '${match}'`);
+    let deformIterations = Infinity;
     for (const deform of [true, false]) {
       const l = getLearner('ideme').create({ deform, filters: Number(process.env['FILTERS'] ?? 32) }, ctx);
-      const iters = train(l, trainS, budget, metaBatch, log, deform ? 'deform' : 'baseline');
+      const cap = !deform && match === 'iterations' ? deformIterations : Infinity;
+      const { iterations, seconds } = train(l, trainS, cap === Infinity ? budget : Infinity, metaBatch, log, deform ? 'deform' : 'baseline', cap);
+      if (deform) deformIterations = iterations;
       const a = evaluate(l, testS, nEval, { deform });
       perEpisode[deform ? 'deform' : 'baseline'] = a;
-      results[deform ? 'deform' : 'baseline'] = { iterations: iters, accuracy: meanCI(a) };
+      results[deform ? 'deform' : 'baseline'] = { iterations, trainSeconds: seconds, accuracy: meanCI(a) };
       if (deform) {
         const off = evaluate(l, testS, nEval, { deform: false });
         perEpisode['deformModelWithoutBranch'] = off;
@@ -79,12 +86,12 @@ it.skipIf(!haveOmniglot())(`Omniglot 5-way 1-shot: ${learnerId} (skips without .
       l.dispose();
     }
     results['gainOverBaseline'] = meanCI(perEpisode['deform']!.map((v, i) => v - perEpisode['baseline']![i]!));
-    log.summary({ learner: 'ideme', trainMinutesEach: budget / 60_000, metaBatch, evalEpisodes: nEval, ...results });
+    log.summary({ learner: 'ideme', trainMinutes: budget / 60_000, match, metaBatch, evalEpisodes: nEval, ...results });
   } else {
     const l = getLearner(learnerId).create({ filters: Number(process.env['FILTERS'] ?? 64) }, ctx);
-    const iters = train(l, trainS, budget, metaBatch, log, learnerId);
+    const { iterations: iters, seconds } = train(l, trainS, budget, metaBatch, log, learnerId);
     const a = evaluate(l, testS, nEval);
-    log.summary({ learner: learnerId, config: l.config, iterations: iters, episodes: iters * metaBatch, trainMinutes: budget / 60_000, evalEpisodes: nEval, accuracy: meanCI(a) });
+    log.summary({ learner: learnerId, config: l.config, iterations: iters, episodes: iters * metaBatch, trainMinutes: budget / 60_000, trainSeconds: seconds, evalEpisodes: nEval, accuracy: meanCI(a) });
     l.dispose();
   }
 });
