@@ -61,7 +61,7 @@ it.skipIf(!haveOmniglot())(`Omniglot 5-way 1-shot: ${learnerId} (skips without .
   const nEval = Number(process.env['EVAL_EPISODES'] ?? 300);
   const budget = minutes('TRAIN_MINUTES', 30) * 60_000;
   const metaBatch = Number(process.env['META_BATCH'] ?? 4);
-  const log = new RunLog(`oneshot-${learnerId}`);
+  const log = new RunLog(process.env['RUN'] ?? `oneshot-${learnerId}`);
   const ctx = { inputShape: [...ds.featureShape], seed: 1 };
   if (learnerId === 'ideme') {
     const results: Record<string, unknown> = {};

@@ -3,6 +3,8 @@
  * translations), 5 classes x 10 instances per episode as one shuffled sequence, labels one step late.
  * Accuracy at the 1st/2nd/3rd/5th/10th instance of each class on test-split episodes.
  *   LEARNER=mann|lstm-meta TRAIN_MINUTES=35 npx vitest run -c scripts/vitest.repro.config.ts scripts/santoro.repro.ts
+ * Env: BATCH (episodes per update, 16), LR (Adam, 1e-3), EVAL_EPISODES (200), RUN (output folder
+ * under repro/, default santoro-<learner>).
  */
 import { it } from 'vitest';
 import { Rng, getLearner } from '@metalearn/core';
@@ -19,9 +21,9 @@ it.skipIf(!haveOmniglot())(`Santoro protocol: ${learnerId} (skips without ../sha
   const train = new EpisodeSampler(ds, 'train', spec, 'santoro-train');
   const test = new EpisodeSampler(ds, 'test', spec, 'santoro-test');
   const batch = Number(process.env['BATCH'] ?? 16);
-  const cfg = learnerId === 'mann' ? { lr: 1e-3 } : { lr: 1e-3 };
+  const cfg = { lr: Number(process.env['LR'] ?? 1e-3) };
   const learner = getLearner(learnerId).create(cfg, { inputShape: [...ds.featureShape], seed: 1 }) as unknown as SequenceLearner<never>;
-  const log = new RunLog(`santoro-${learnerId}`);
+  const log = new RunLog(process.env['RUN'] ?? `santoro-${learnerId}`);
   const budget = minutes('TRAIN_MINUTES', 35) * 60_000;
   const aug = new Rng('santoro-aug');
   const t0 = Date.now();
@@ -62,6 +64,6 @@ it.skipIf(!haveOmniglot())(`Santoro protocol: ${learnerId} (skips without ../sha
     const p = correct[k]! / count[k]!;
     acc[`inst${k}`] = { mean: p, ci95: 1.96 * Math.sqrt((p * (1 - p)) / count[k]!), n: count[k]! };
   }
-  log.summary({ learner: learnerId, config: learner.config, iterations: it, episodes: it * batch, trainSeconds, evalEpisodes: nEval, accuracyByInstance: acc });
+  log.summary({ learner: learnerId, config: learner.config, batch, iterations: it, episodes: it * batch, trainSeconds, evalEpisodes: nEval, accuracyByInstance: acc });
   learner.dispose();
 });
