@@ -10,6 +10,7 @@ import {
   evaluate,
   getLearner,
   initEngine,
+  isSequenceEvaluator,
   loadCheckpoint,
   loadOnnx,
   maxAbsDiff,
@@ -30,6 +31,7 @@ import { lastValueFrom } from 'rxjs';
 import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';
+import { accuracyByInstance, type AccuracyByInstance } from './by-instance.js';
 import { datasetIds, datasetSchema, openDataset } from './datasets.js';
 import { imagePreprocess, isImageFile, loadImages, readFloatFile, type ExampleBatch, type Preprocess } from './inputs.js';
 import { loadPipeline, type PipelineConfig } from './validate.js';
@@ -175,6 +177,8 @@ export interface EvalSummary extends EvalResult {
   episodes: number;
   engine: string;
   seed: number;
+  /** sequence learners (MANN, LSTM meta-learner): accuracy by instance on the same episodes, as in `metalearn run` */
+  accuracyByInstance?: AccuracyByInstance;
 }
 
 /**
@@ -202,7 +206,8 @@ export async function evalCheckpoint(checkpoint: string, opts: EvalOptions = {})
     const res = await lastValueFrom(
       evaluate(t.learner, eps(), { ...(engine === 'onnxruntime' ? { scorer: (ep: Episode) => ortScore(t.learner, ep) } : {}), ...(opts.onEpisode ? { onEpisode: opts.onEpisode } : {}) }),
     );
-    return { ...res, checkpoint: t.checkpoint, learner: t.ck.learner, dataset: t.dataset.name, split: t.testSplit, ...spec, episodes: n, engine, seed };
+    const byInstance = isSequenceEvaluator(t.learner) ? accuracyByInstance(t.learner, (i) => sampler.episode(i), n, spec.shots + spec.queries, seed) : undefined;
+    return { ...res, checkpoint: t.checkpoint, learner: t.ck.learner, dataset: t.dataset.name, split: t.testSplit, ...spec, episodes: n, engine, seed, ...(byInstance ? { accuracyByInstance: byInstance } : {}) };
   } finally {
     t.learner.dispose();
   }

@@ -6,6 +6,7 @@ import { EXIT, NonFiniteLossErrorWithCheckpoint, RunInterrupted, runPipeline, su
 import { PipelineValidationError, loadPipeline } from './validate.js';
 import { datasetIds, datasetSchema } from './datasets.js';
 import { InputError, bench, evalCheckpoint, exportCheckpoint, predictOnnx } from './commands.js';
+import { formatByInstance } from './by-instance.js';
 import { BENCH_USAGE, formatBenchTable, formatPercentCI, parseBenchArgs, type BenchCompareOptions } from '@metalearn/core';
 import '@metalearn/metric';
 import '@metalearn/optim';
@@ -312,7 +313,7 @@ async function toolCommand(args: Args, io: CliIO): Promise<number> {
         const { accuracies: _a, ...rest } = r;
         io.stdout(JSON.stringify(rest) + '\n');
       } else {
-        io.stdout(`${r.learner} on ${r.dataset} (split ${r.split}): ${r.ways}-way ${r.shots}-shot accuracy ${formatPercentCI(r)} over ${r.n} test episodes (${r.engine}, seed ${r.seed})\n`);
+        io.stdout(`${r.learner} on ${r.dataset} (split ${r.split}): ${r.ways}-way ${r.shots}-shot accuracy ${formatPercentCI(r)} over ${r.n} test episodes (${r.engine}, seed ${r.seed})${r.accuracyByInstance ? `; by instance ${formatByInstance(r.accuracyByInstance)}` : ''}\n`);
       }
       return EXIT.ok;
     }

@@ -38,6 +38,7 @@ import { EpisodeSampler, type ClassDataset, type EpisodeSpec } from '@metalearn/
 import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';
+import { accuracyByInstance, formatByInstance, type AccuracyByInstance } from './by-instance.js';
 import { datasetIds, datasetSchema, openDataset } from './datasets.js';
 import { fullSplitEpisode, fullSplitEvaluate } from './full-eval.js';
 import { Progress, formatDuration } from './progress.js';
@@ -91,7 +92,7 @@ export interface RunSummary {
    * k-th presentation of a class over the test episodes (support and query items shuffled into one
    * sequence, labels one step late), keyed 'inst1'.. ; ci95 is binomial over the scored items
    */
-  accuracyByInstance?: Record<string, { mean: number; ci95: number; n: number }>;
+  accuracyByInstance?: AccuracyByInstance;
   /** 'full': adapted on the whole training split, `accuracy` over the test split's examples (`testEpisodes` = test examples) */
   evalMode?: 'full';
   seed: number;
@@ -385,36 +386,14 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   evalProgress?.done();
   appendMetric({ type: 'test', iteration: endEv.iteration, accuracy: r6(result.mean), ci95: r6(result.ci95), episodes: result.n, ways: evalSpec.ways, shots: evalSpec.shots, engine: evalEngine, ...(fullEp ? { mode: 'full', testExamples: result.n, ways: fullEp.ways, shots: fullEp.shots } : {}) });
   // sequence learners: accuracy by instance on the same test episodes (Santoro et al.'s table)
-  let byInstance: RunSummary['accuracyByInstance'];
+  let byInstance: AccuracyByInstance | undefined;
   if (!fullEp && isSequenceEvaluator(learner)) {
-    const maxInstance = Math.min(10, evalSpec.shots + evalSpec.queries);
-    const correct = new Array<number>(maxInstance + 1).fill(0);
-    const count = new Array<number>(maxInstance + 1).fill(0);
-    const orderRng = new Rng(`${seed}/test-by-instance`);
     const instProgress = opts.progressStream === null ? null : new Progress('by instance', opts.progressStream ?? process.stderr, { tty: opts.tty });
     const tInst = performance.now();
-    for (let s = 0; s < nTest; s += 20) {
-      const eps = Array.from({ length: Math.min(20, nTest - s) }, (_, b) => testSampler.episode(s + b));
-      try {
-        const r = learner.evaluateSequences(eps, orderRng, maxInstance);
-        for (let k = 1; k <= maxInstance; k++) {
-          if (!(r.count[k]! > 0)) continue;
-          correct[k]! += r.accuracy[k]! * r.count[k]!;
-          count[k]! += r.count[k]!;
-        }
-      } finally {
-        for (const e of eps) e.dispose?.();
-      }
-      const done = Math.min(nTest, s + 20);
-      instProgress?.update({ done, total: nTest, rate: done / ((performance.now() - tInst) / 1000) });
-    }
+    byInstance = accuracyByInstance(learner, (i) => testSampler.episode(i), nTest, evalSpec.shots + evalSpec.queries, seed, (done) =>
+      instProgress?.update({ done, total: nTest, rate: done / ((performance.now() - tInst) / 1000) }),
+    );
     instProgress?.done();
-    byInstance = {};
-    for (let k = 1; k <= maxInstance; k++) {
-      if (count[k] === 0) continue;
-      const p = correct[k]! / count[k]!;
-      byInstance[`inst${k}`] = { mean: r6(p), ci95: r6(1.96 * Math.sqrt((p * (1 - p)) / count[k]!)), n: count[k]! };
-    }
     appendMetric({ type: 'test-by-instance', iteration: endEv.iteration, episodes: nTest, ...Object.fromEntries(Object.entries(byInstance).map(([k, v]) => [`acc_${k}`, v.mean])) });
   }
   const evalSeconds = (performance.now() - tEval) / 1000;
@@ -458,7 +437,7 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   const headline = fullEp
     ? `${factory.id} on ${evalDs.name}: test-set accuracy ${(100 * result.mean).toFixed(2)} % (${result.n} test examples, ${fullEp.ways} classes, adapted on all ${fullEp.support.y.length} training examples)`
     : `${factory.id} on ${evalDs.name}: ${evalSpec.ways}-way ${evalSpec.shots}-shot accuracy ${formatPercentCI(result)} over ${result.n} test episodes` +
-      (byInstance ? `; by instance ${Object.entries(byInstance).filter(([k]) => ['inst1', 'inst2', 'inst5', 'inst10'].includes(k)).map(([k, v]) => `${k.slice(4)}: ${(100 * v.mean).toFixed(1)} %`).join(', ')}` : '');
+      (byInstance ? `; by instance ${formatByInstance(byInstance)}` : '');
   const summary: RunSummary = {
     pipeline: path.resolve(file),
     ...(cfg.name ? { name: cfg.name } : {}),

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main } from '../src/index.js';
+import { evalCheckpoint, main } from '../src/index.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'metalearn-by-instance-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -31,7 +31,7 @@ function run(name: string, text: string): Promise<{ code: number; out: string; e
 }
 
 describe('accuracy by instance for sequence learners (Santoro table)', () => {
-  it('MANN: summary, headline and metrics.jsonl give accuracy at every presentation 1..shots+queries over the test episodes', async () => {
+  it('MANN: summary, headline, metrics.jsonl and `metalearn eval` give accuracy at every presentation 1..shots+queries over the test episodes', async () => {
     const r = await run('mann', pipeline(['  id: mann', '  classes: 3', '  controllerSize: 16', '  memorySlots: 8', '  memoryWidth: 6', '  readHeads: 1'], 23));
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
@@ -49,5 +49,12 @@ describe('accuracy by instance for sequence learners (Santoro table)', () => {
     const inst = lines.filter((l) => l.type === 'test-by-instance');
     expect(inst).toHaveLength(1);
     expect(inst[0]).toMatchObject({ episodes: 23, acc_inst1: s.accuracyByInstance.inst1.mean, acc_inst6: s.accuracyByInstance.inst6.mean });
+    // `metalearn eval` on the run's checkpoint: the same episodes and sequence orders, the same figures
+    const e = await evalCheckpoint(r.out, { engine: 'tfjs' });
+    expect(e.accuracyByInstance).toEqual(s.accuracyByInstance);
+    // fewer presentations per class: only instances 1..3
+    const e3 = await evalCheckpoint(r.out, { engine: 'tfjs', shots: 1, queries: 2, episodes: 5 });
+    expect(Object.keys(e3.accuracyByInstance!)).toEqual(['inst1', 'inst2', 'inst3']);
+    expect(e3.accuracyByInstance!['inst3']!.n).toBe(5 * 3);
   });
 });
