@@ -11,6 +11,8 @@ import {
   getLearner,
   initEngine,
   isSequenceEvaluator,
+  evaluateByInstance,
+  type AccuracyByInstance,
   loadCheckpoint,
   loadOnnx,
   maxAbsDiff,
@@ -31,7 +33,6 @@ import { lastValueFrom } from 'rxjs';
 import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';
-import { accuracyByInstance, type AccuracyByInstance } from './by-instance.js';
 import { datasetIds, datasetSchema, openDataset } from './datasets.js';
 import { imagePreprocess, isImageFile, loadImages, readFloatFile, type ExampleBatch, type Preprocess } from './inputs.js';
 import { loadPipeline, type PipelineConfig } from './validate.js';
@@ -206,7 +207,7 @@ export async function evalCheckpoint(checkpoint: string, opts: EvalOptions = {})
     const res = await lastValueFrom(
       evaluate(t.learner, eps(), { ...(engine === 'onnxruntime' ? { scorer: (ep: Episode) => ortScore(t.learner, ep) } : {}), ...(opts.onEpisode ? { onEpisode: opts.onEpisode } : {}) }),
     );
-    const byInstance = isSequenceEvaluator(t.learner) ? accuracyByInstance(t.learner, (i) => sampler.episode(i), n, spec.shots + spec.queries, seed) : undefined;
+    const byInstance = isSequenceEvaluator(t.learner) ? evaluateByInstance(t.learner, (i) => sampler.episode(i), n, spec.shots + spec.queries, seed) : undefined;
     return { ...res, checkpoint: t.checkpoint, learner: t.ck.learner, dataset: t.dataset.name, split: t.testSplit, ...spec, episodes: n, engine, seed, ...(byInstance ? { accuracyByInstance: byInstance } : {}) };
   } finally {
     t.learner.dispose();

@@ -6,4 +6,3 @@ export * from './datasets.js';
 export * from './main.js';
 export * from './commands.js';
 export * from './inputs.js';
-export * from './by-instance.js';

@@ -6,8 +6,7 @@ import { EXIT, NonFiniteLossErrorWithCheckpoint, RunInterrupted, runPipeline, su
 import { PipelineValidationError, loadPipeline } from './validate.js';
 import { datasetIds, datasetSchema } from './datasets.js';
 import { InputError, bench, evalCheckpoint, exportCheckpoint, predictOnnx } from './commands.js';
-import { formatByInstance } from './by-instance.js';
-import { BENCH_USAGE, formatBenchTable, formatPercentCI, parseBenchArgs, type BenchCompareOptions } from '@metalearn/core';
+import { BENCH_USAGE, formatBenchTable, formatByInstance, formatPercentCI, parseBenchArgs, type BenchCompareOptions } from '@metalearn/core';
 import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';

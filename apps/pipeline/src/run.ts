@@ -31,6 +31,9 @@ import {
   defaultWorkerCount,
   isTaskParallel,
   isSequenceEvaluator,
+  evaluateByInstance,
+  formatByInstance,
+  type AccuracyByInstance,
   withWorkerPool,
   type LearnerContext,
 } from '@metalearn/core';
@@ -38,7 +41,6 @@ import { EpisodeSampler, type ClassDataset, type EpisodeSpec } from '@metalearn/
 import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';
-import { accuracyByInstance, formatByInstance, type AccuracyByInstance } from './by-instance.js';
 import { datasetIds, datasetSchema, openDataset } from './datasets.js';
 import { fullSplitEpisode, fullSplitEvaluate } from './full-eval.js';
 import { Progress, formatDuration } from './progress.js';
@@ -390,7 +392,7 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   if (!fullEp && isSequenceEvaluator(learner)) {
     const instProgress = opts.progressStream === null ? null : new Progress('by instance', opts.progressStream ?? process.stderr, { tty: opts.tty });
     const tInst = performance.now();
-    byInstance = accuracyByInstance(learner, (i) => testSampler.episode(i), nTest, evalSpec.shots + evalSpec.queries, seed, (done) =>
+    byInstance = evaluateByInstance(learner, (i) => testSampler.episode(i), nTest, evalSpec.shots + evalSpec.queries, seed, (done) =>
       instProgress?.update({ done, total: nTest, rate: done / ((performance.now() - tInst) / 1000) }),
     );
     instProgress?.done();

@@ -1,4 +1,5 @@
 export * from './contracts.js';
+export * from './by-instance.js';
 export * from './rng.js';
 export * from './registry.js';
 export * from './metrics.js';

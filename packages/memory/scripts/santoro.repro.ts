@@ -7,9 +7,10 @@
  * under repro/, default santoro-<learner>).
  */
 import { it } from 'vitest';
-import { Rng, getLearner } from '@metalearn/core';
+import { Rng, evaluateByInstance, getLearner, type MetaLearner, type SequenceEvaluator } from '@metalearn/core';
 import { EpisodeSampler } from '@metalearn/data';
-import { INSTANCE_METRICS, type SequenceLearner } from '@metalearn/memory';
+import '@metalearn/memory'; // registers mann and lstm-meta
+import type { SequenceLearner } from '@metalearn/memory';
 import { augmented, haveOmniglot, minutes, omniglot, RunLog, setup } from './common.js';
 
 const learnerId = process.env['LEARNER'] ?? 'mann';
@@ -47,23 +48,8 @@ it.skipIf(!haveOmniglot())(`Santoro protocol: ${learnerId} (skips without ../sha
   const trainSeconds = (Date.now() - t0) / 1000;
   // evaluation: test-split episodes, no augmentation
   const nEval = Number(process.env['EVAL_EPISODES'] ?? 200);
-  const correct = new Array<number>(11).fill(0);
-  const count = new Array<number>(11).fill(0);
-  const evalRng = new Rng('santoro-eval-order');
-  for (let s = 0; s < nEval; s += 20) {
-    const eps = Array.from({ length: Math.min(20, nEval - s) }, (_, b) => test.episode(s + b));
-    const r = learner.evaluateSequences(eps, evalRng);
-    for (let k = 1; k <= 10; k++) {
-      correct[k]! += (r.accuracy[k]! || 0) * r.count[k]!;
-      count[k]! += r.count[k]!;
-    }
-    for (const e of eps) e.dispose?.();
-  }
-  const acc: Record<string, { mean: number; ci95: number; n: number }> = {};
-  for (const k of INSTANCE_METRICS) {
-    const p = correct[k]! / count[k]!;
-    acc[`inst${k}`] = { mean: p, ci95: 1.96 * Math.sqrt((p * (1 - p)) / count[k]!), n: count[k]! };
-  }
+  // instances 1..10 of test-split episodes; sequence orders from 'santoro-eval-order' (as in the recorded runs)
+  const acc = evaluateByInstance(learner as unknown as MetaLearner & SequenceEvaluator, (i) => test.episode(i), nEval, 10, 'santoro', undefined, 'santoro-eval-order');
   log.summary({ learner: learnerId, config: learner.config, batch, iterations: it, episodes: it * batch, trainSeconds, evalEpisodes: nEval, accuracyByInstance: acc });
   learner.dispose();
 });

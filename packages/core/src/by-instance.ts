@@ -1,4 +1,5 @@
-import { Rng, type Episode, type MetaLearner, type SequenceEvaluator } from '@metalearn/core';
+import type { Episode, MetaLearner, SequenceEvaluator } from './contracts.js';
+import { Rng } from './rng.js';
 
 /** Accuracy at the k-th presentation of a class: key `inst<k>`, binomial 95 % CI over the scored items. */
 export type AccuracyByInstance = Record<string, { mean: number; ci95: number; n: number }>;
@@ -6,23 +7,24 @@ export type AccuracyByInstance = Record<string, { mean: number; ci95: number; n:
 const r6 = (v: number): number => Number(v.toPrecision(7));
 
 /**
- * Accuracy by instance of a sequence learner over test episodes 0..n-1 (each read as one shuffled
+ * Accuracy by instance of a sequence learner over episodes 0..n-1 (each read as one shuffled
  * sequence, labels one step late; support and query items together, no update), in chunks of 20
  * episodes; presentations 1..min(10, shots + queries). The sequence order comes from `(seed,
- * 'test-by-instance')`, so `metalearn run` and `metalearn eval` give the same figures.
+ * 'test-by-instance')` (or `orderSeed`), so `metalearn run` and `metalearn eval` give the same figures.
  */
-export function accuracyByInstance(
+export function evaluateByInstance(
   learner: MetaLearner & SequenceEvaluator,
   episode: (i: number) => Episode,
   n: number,
   presentations: number,
-  seed: number,
+  seed: number | string,
   onChunk?: (done: number) => void,
+  orderSeed = `${seed}/test-by-instance`,
 ): AccuracyByInstance {
   const maxInstance = Math.min(10, presentations);
   const correct = new Array<number>(maxInstance + 1).fill(0);
   const count = new Array<number>(maxInstance + 1).fill(0);
-  const orderRng = new Rng(`${seed}/test-by-instance`);
+  const orderRng = new Rng(orderSeed);
   for (let s = 0; s < n; s += 20) {
     const eps = Array.from({ length: Math.min(20, n - s) }, (_, b) => episode(s + b));
     try {
