@@ -4,7 +4,8 @@
  * Accuracy at the 1st/2nd/3rd/5th/10th instance of each class on test-split episodes.
  *   LEARNER=mann|lstm-meta TRAIN_MINUTES=35 npx vitest run -c scripts/vitest.repro.config.ts scripts/santoro.repro.ts
  * Env: BATCH (episodes per update, 16), LR (Adam, 1e-3), EVAL_EPISODES (200), RUN (output folder
- * under repro/, default santoro-<learner>).
+ * under repro/, default santoro-<learner>), CONFIG (JSON merged into the learner config, e.g.
+ * '{"writeVector":"key"}').
  */
 import { it } from 'vitest';
 import { Rng, evaluateByInstance, getLearner, type MetaLearner, type SequenceEvaluator } from '@metalearn/core';
@@ -22,7 +23,7 @@ it.skipIf(!haveOmniglot())(`Santoro protocol: ${learnerId} (skips without ../sha
   const train = new EpisodeSampler(ds, 'train', spec, 'santoro-train');
   const test = new EpisodeSampler(ds, 'test', spec, 'santoro-test');
   const batch = Number(process.env['BATCH'] ?? 16);
-  const cfg = { lr: Number(process.env['LR'] ?? 1e-3) };
+  const cfg = { lr: Number(process.env['LR'] ?? 1e-3), ...(JSON.parse(process.env['CONFIG'] ?? '{}') as Record<string, unknown>) };
   const learner = getLearner(learnerId).create(cfg, { inputShape: [...ds.featureShape], seed: 1 }) as unknown as SequenceLearner<never>;
   const log = new RunLog(process.env['RUN'] ?? `santoro-${learnerId}`);
   const budget = minutes('TRAIN_MINUTES', 35) * 60_000;

@@ -32,15 +32,24 @@ export function contentWeights(keys: tf.Tensor3D, memory: tf.Tensor3D, strength?
  * rows, and exact ties in usage then persist).
  */
 export function leastUsed(usage: tf.Tensor2D, n: number): tf.Tensor3D {
-  const N = usage.shape[1];
+  const [B, N] = usage.shape;
   if (!Number.isInteger(n) || n < 1 || n > N) throw new RangeError(`leastUsed: n must be an integer in [1, ${N}], got ${n}`);
-  // piecewise constant in `usage`: customGrad with a zero gradient, so the tape never needs TopK's
-  const f = tf.customGrad(((...args: unknown[]) => {
-    const u = args[0] as tf.Tensor;
-    const { indices } = tf.topk(tf.neg(u), n, true); // smallest usages first
-    return { value: oneHotF(indices, N), gradFunc: () => [tf.zerosLike(u)] };
-  }) as Parameters<typeof tf.customGrad>[0]);
-  return f(usage) as tf.Tensor3D;
+  // piecewise constant in `usage` (no gradient flows through it): the ranking is read back and the
+  // one-hots built here, which is much cheaper than TopK + a broadcast comparison as tensor ops
+  const u = usage.dataSync();
+  const out = new Float32Array(B * n * N);
+  const taken = new Uint8Array(N);
+  for (let b = 0; b < B; b++) {
+    taken.fill(0);
+    const base = b * N;
+    for (let r = 0; r < n; r++) {
+      let best = -1;
+      for (let i = 0; i < N; i++) if (!taken[i] && (best < 0 || u[base + i]! < u[base + best]!)) best = i;
+      taken[best] = 1;
+      out[(b * n + r) * N + best] = 1;
+    }
+  }
+  return tf.tensor3d(out, [B, n, N]);
 }
 
 /** LRUA write weights σ(α)·w^r_{t-1} + (1-σ(α))·w^lu_{t-1}, per head. alphaLogit [B,R], prevRead [B,R,N], lu [B,R,N]. */

@@ -15,6 +15,8 @@ export interface MannConfig extends SeqLearnerConfigBase {
   readHeads: number;
   gamma: number;
   keyStrength: boolean;
+  writeVector: 'add' | 'key';
+  keyStrengthInit: number;
 }
 
 export type LstmMetaConfig = SeqLearnerConfigBase;
@@ -38,6 +40,8 @@ export const mannConfigSchema = {
     readHeads: { type: 'integer', minimum: 1, default: 4, description: 'read heads R (also the n of the least-used indicator)' },
     gamma: { type: 'number', minimum: 0, maximum: 1, default: 0.95, description: 'usage decay' },
     keyStrength: { type: 'boolean', default: true, description: 'learned key strength on cosine similarities (not in the paper)' },
+    keyStrengthInit: { type: 'number', minimum: 0, default: 0, description: 'initial key strength β0 > 1 (0 = the strength layer\'s own init, β ≈ 1.7)' },
+    writeVector: { type: 'string', enum: ['add', 'key'], default: 'add', description: "what a head writes: 'add' a separate vector tanh(W_a h) (NTM, public reproductions), 'key' the read key (the paper's text)" },
   },
 } as const;
 

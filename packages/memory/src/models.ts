@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Rng } from '@metalearn/core';
-import { Dense, initLSTMCell, lstmCell, type Params } from './core-nn.js';
+import { Dense, initLSTMCell, lstmGates, type Params } from './core-nn.js';
 import { contentWeights, leastUsed, lruaWriteWeights, readMemory, updateUsage, writeMemory } from './addressing.js';
 
 export type SeqState = Record<string, tf.Tensor>;
@@ -27,7 +27,40 @@ export interface SequenceModel {
   readonly stateShapes: Record<string, number[]>;
   init(rng: Rng): Params;
   initialState(batch: number): SeqState;
-  step(params: Params, state: SeqState, x: tf.Tensor2D, yPrev: tf.Tensor2D): StepOut;
+  /**
+   * One time step. `prep` (from {@link prepare} for the whole sequence, with this step's projection)
+   * saves the per-step work that does not depend on the state; without it the step prepares itself.
+   */
+  step(params: Params, state: SeqState, x: tf.Tensor2D, yPrev: tf.Tensor2D, prep?: StepPrep): StepOut;
+  /** The state-independent work of whole sequences (x [B, T, D], yPrev [B, T, C]) at once. */
+  prepare(params: Params, x: tf.Tensor3D, yPrev: tf.Tensor3D): SequencePrep;
+}
+
+/**
+ * What a step needs that does not depend on the recurrent state, computed once per sequence: the
+ * controller's input projection [x_t, y_{t-1}]·W_ih + b for all T steps in one matrix product (and
+ * no gradient with respect to the inputs), and weights stacked so that each step makes one product
+ * for the recurrence and one for all head outputs instead of one per layer. The same sums as the
+ * layer-by-layer step (and its ONNX graph), regrouped.
+ */
+export interface SequencePrep {
+  /** T tensors [B, 4H] */
+  xProj: tf.Tensor2D[];
+  /** stacked weights (`rec`: recurrent rows; MANN `heads`, `headsBias`) */
+  w: Params;
+}
+
+export interface StepPrep {
+  /** this step's input projection [B, 4H] */
+  xProj: tf.Tensor2D;
+  w: Params;
+}
+
+/** The prep of step t of a sequence. */
+export function stepPrep(p: SequencePrep, t: number): StepPrep {
+  const xProj = p.xProj[t];
+  if (!xProj) throw new RangeError(`stepPrep: step ${t} outside the prepared ${p.xProj.length}`);
+  return { xProj, w: p.w };
 }
 
 export interface MannOptions {
@@ -39,6 +72,19 @@ export interface MannOptions {
   gamma: number;
   /** learned key strength β = 1 + softplus(·) on the cosine similarities (NTM-style sharpening) */
   keyStrength: boolean;
+  /**
+   * What a head writes: `add` (default) a separate vector a_t = tanh(W_a h_t), as in the NTM and the
+   * public reproductions of the paper; `key` the read key k_t itself (the paper's eq. 7 read
+   * literally). With `key` the slot written at step t holds exactly the key read at step t, so the
+   * post-write read is drawn to it and returns the current input instead of what memory held.
+   */
+  writeVector?: 'add' | 'key';
+  /**
+   * Initial key strength β0 > 1 (with `keyStrength`): the strength layer's bias starts at
+   * softplus⁻¹(β0 − 1), so reads start sharp instead of nearly uniform over the slots. Unset or 0:
+   * the layer's own initialisation (β ≈ 1.7).
+   */
+  keyStrengthInit?: number;
 }
 
 /** Initial memory value (a small constant keeps cosine similarity defined on empty slots). */
@@ -60,11 +106,40 @@ function prefixed(prefix: string, p: Params): Params {
   return out;
 }
 
-/** Controller LSTM cell (params `ctrl.weight_ih`, `ctrl.weight_hh`, `ctrl.bias`; forget bias +1). */
-function ctrlStep(p: Params, x: tf.Tensor2D, s: SeqState): { h: tf.Tensor2D; c: tf.Tensor2D } {
+function ctrlParams(p: Params): { weight_ih: tf.Tensor; weight_hh: tf.Tensor; bias: tf.Tensor } {
   const q = sub(p, 'ctrl');
   if (!q.weight_ih || !q.weight_hh || !q.bias) throw new Error(`controller parameters ctrl.weight_ih/weight_hh/bias missing`);
-  return lstmCell({ weight_ih: q.weight_ih, weight_hh: q.weight_hh, bias: q.bias }, x, { h: s.h as tf.Tensor2D, c: s.c as tf.Tensor2D });
+  return { weight_ih: q.weight_ih, weight_hh: q.weight_hh, bias: q.bias };
+}
+
+/**
+ * Controller input projection of whole sequences: [x, yPrev] [B·T, D + C] times the first D + C rows
+ * of ctrl.weight_ih, plus ctrl.bias, split into T steps; and the recurrent weights `rec`: the
+ * remaining rows of weight_ih (the step's extra inputs, MANN's reads) stacked over weight_hh.
+ */
+function prepareController(p: Params, x: tf.Tensor3D, yPrev: tf.Tensor3D): SequencePrep {
+  const [B, T, D] = x.shape;
+  const C = yPrev.shape[2];
+  const w = ctrlParams(p);
+  const rowsIn = w.weight_ih.shape[0]!;
+  if (rowsIn < D + C) throw new Error(`controller weight_ih has ${rowsIn} rows, the inputs need ${D + C}`);
+  const xy = tf.reshape(tf.concat([x, yPrev], 2), [B * T, D + C]) as tf.Tensor2D;
+  const top = rowsIn === D + C ? w.weight_ih : tf.slice(w.weight_ih, [0, 0], [D + C, -1]);
+  const proj = tf.reshape(tf.add(tf.matMul(xy, top as tf.Tensor2D), w.bias), [B, T, -1]);
+  const rec = rowsIn === D + C ? w.weight_hh : tf.concat([tf.slice(w.weight_ih, [D + C, 0], [-1, -1]), w.weight_hh], 0);
+  return { xProj: tf.unstack(proj, 1) as tf.Tensor2D[], w: { rec } };
+}
+
+/** One controller step from its prep: z = xProj + [extra, h]·rec (one product), then the gates. */
+function ctrlStep(prep: StepPrep, extra: tf.Tensor2D | null, s: SeqState): { h: tf.Tensor2D; c: tf.Tensor2D } {
+  const h = s.h as tf.Tensor2D;
+  const inp = extra ? tf.concat([extra, h], 1) : h;
+  return lstmGates(tf.add(prep.xProj, tf.matMul(inp, prep.w.rec as tf.Tensor2D)) as tf.Tensor2D, s.c as tf.Tensor2D);
+}
+
+/** A single step's prep (batch of one time step). */
+function prepareOne(model: SequenceModel, p: Params, x: tf.Tensor2D, yPrev: tf.Tensor2D): StepPrep {
+  return stepPrep(model.prepare(p, tf.expandDims(x, 1) as tf.Tensor3D, tf.expandDims(yPrev, 1) as tf.Tensor3D), 0);
 }
 
 export class MannModel implements SequenceModel {
@@ -74,6 +149,7 @@ export class MannModel implements SequenceModel {
   readonly key: Dense;
   readonly alpha: Dense;
   readonly beta: Dense;
+  readonly add: Dense;
   readonly out: Dense;
 
   constructor(readonly inputSize: number, readonly classes: number, readonly opt: MannOptions) {
@@ -83,6 +159,7 @@ export class MannModel implements SequenceModel {
     this.key = new Dense({ name: 'key', units: R * M });
     this.alpha = new Dense({ name: 'alpha', units: R });
     this.beta = new Dense({ name: 'beta', units: R });
+    this.add = new Dense({ name: 'add', units: R * M });
     this.out = new Dense({ name: 'out', units: classes });
     this.stateShapes = { h: [H], c: [H], memory: [N, M], usage: [N], read_w: [R, N], reads: [R * M] };
   }
@@ -93,9 +170,26 @@ export class MannModel implements SequenceModel {
       ...prefixed('ctrl', initLSTMCell(rng.fork('ctrl'), this.ctrlIn, H, 1)),
       ...prefixed('key', this.key.init(rng.fork('key'), [H])),
       ...prefixed('alpha', this.alpha.init(rng.fork('alpha'), [H])),
-      ...(this.opt.keyStrength ? prefixed('beta', this.beta.init(rng.fork('beta'), [H])) : {}),
+      ...(this.opt.keyStrength ? prefixed('beta', this.initBeta(rng.fork('beta'), H)) : {}),
+      ...(this.writesAdd ? prefixed('add', this.add.init(rng.fork('add'), [H])) : {}),
       ...prefixed('out', this.out.init(rng.fork('out'), [H + R * M])),
     };
+  }
+
+  private initBeta(rng: Rng, H: number): Params {
+    const p = this.beta.init(rng, [H]);
+    const b0 = this.opt.keyStrengthInit ?? 0;
+    if (b0 === 0) return p;
+    if (!(b0 > 1)) throw new Error(`MANN: keyStrengthInit must be > 1 (or 0 for the layer's own init), got ${b0}`);
+    p.bias!.dispose();
+    // softplus⁻¹(y) = y + log(1 − e^(−y)), stable for large y
+    const y = b0 - 1;
+    return { ...p, bias: tf.fill([this.opt.readHeads], y + Math.log(-Math.expm1(-y))) };
+  }
+
+  /** whether heads write a separate add vector (`writeVector: 'add'`, the default) */
+  get writesAdd(): boolean {
+    return (this.opt.writeVector ?? 'add') === 'add';
   }
 
   initialState(batch: number): SeqState {
@@ -112,18 +206,39 @@ export class MannModel implements SequenceModel {
     };
   }
 
-  step(p: Params, s: SeqState, x: tf.Tensor2D, yPrev: tf.Tensor2D): StepOut {
+  /** Controller prep, plus the head layers (key, alpha, beta, add) stacked into one product. */
+  prepare(p: Params, x: tf.Tensor3D, yPrev: tf.Tensor3D): SequencePrep {
+    const prep = prepareController(p, x, yPrev);
+    const heads = this.headLayers().map((l) => sub(p, l.name));
+    for (const [i, q] of heads.entries()) if (!q.weight || !q.bias) throw new Error(`MANN: parameters ${this.headLayers()[i]!.name}.weight/bias missing`);
+    prep.w.heads = tf.concat(heads.map((q) => q.weight!), 1);
+    prep.w.headsBias = tf.concat(heads.map((q) => q.bias!), 0);
+    return prep;
+  }
+
+  /** The layers reading the controller output h, in the order of their columns in `heads`. */
+  private headLayers(): Dense[] {
+    return [this.key, this.alpha, ...(this.opt.keyStrength ? [this.beta] : []), ...(this.writesAdd ? [this.add] : [])];
+  }
+
+  step(p: Params, s: SeqState, x: tf.Tensor2D, yPrev: tf.Tensor2D, prep?: StepPrep): StepOut {
     const { memoryWidth: M, readHeads: R, gamma } = this.opt;
     const B = x.shape[0];
-    const { h, c } = ctrlStep(p, tf.concat([x, yPrev, s.reads as tf.Tensor2D], 1), s);
-    const keys = tf.reshape(tf.tanh(this.key.apply(sub(p, 'key'), h)), [B, R, M]) as tf.Tensor3D;
-    const alphaLogit = this.alpha.apply(sub(p, 'alpha'), h) as tf.Tensor2D;
-    const strength = this.opt.keyStrength ? (tf.add(1, tf.softplus(this.beta.apply(sub(p, 'beta'), h))) as tf.Tensor2D) : undefined;
+    const pr = prep ?? prepareOne(this, p, x, yPrev);
+    const { h, c } = ctrlStep(pr, s.reads as tf.Tensor2D, s);
+    // all head outputs in one product: [keys R·M | alpha R | beta R | add R·M]
+    const hd = tf.add(tf.matMul(h, pr.w.heads as tf.Tensor2D), pr.w.headsBias!) as tf.Tensor2D;
+    let col = 0;
+    const take = (n: number) => tf.slice(hd, [0, (col += n) - n], [-1, n]) as tf.Tensor2D;
+    const keys = tf.reshape(tf.tanh(take(R * M)), [B, R, M]) as tf.Tensor3D;
+    const alphaLogit = take(R);
+    const strength = this.opt.keyStrength ? (tf.add(1, tf.softplus(take(R))) as tf.Tensor2D) : undefined;
     const prevUsage = s.usage as tf.Tensor2D;
     const lu = leastUsed(prevUsage, R); // [B,R,N]
     const writeW = lruaWriteWeights(alphaLogit, s.read_w as tf.Tensor3D, lu);
     const erase = tf.reshape(tf.slice(lu, [0, 0, 0], [-1, 1, -1]), [B, -1]) as tf.Tensor2D;
-    const memory = writeMemory(s.memory as tf.Tensor3D, erase, writeW, keys);
+    const values = this.writesAdd ? (tf.reshape(tf.tanh(take(R * M)), [B, R, M]) as tf.Tensor3D) : keys;
+    const memory = writeMemory(s.memory as tf.Tensor3D, erase, writeW, values);
     const readW = contentWeights(keys, memory, strength);
     const reads = tf.reshape(readMemory(readW, memory), [B, R * M]) as tf.Tensor2D;
     const usage = updateUsage(prevUsage, readW, writeW, gamma);
@@ -154,8 +269,11 @@ export class LstmModel implements SequenceModel {
   initialState(batch: number): SeqState {
     return { h: tf.zeros([batch, this.opt.controllerSize]), c: tf.zeros([batch, this.opt.controllerSize]) };
   }
-  step(p: Params, s: SeqState, x: tf.Tensor2D, yPrev: tf.Tensor2D): StepOut {
-    const { h, c } = ctrlStep(p, tf.concat([x, yPrev], 1), s);
+  prepare(p: Params, x: tf.Tensor3D, yPrev: tf.Tensor3D): SequencePrep {
+    return prepareController(p, x, yPrev);
+  }
+  step(p: Params, s: SeqState, x: tf.Tensor2D, yPrev: tf.Tensor2D, prep?: StepPrep): StepOut {
+    const { h, c } = ctrlStep(prep ?? prepareOne(this, p, x, yPrev), null, s);
     return { state: { h, c }, logits: this.out.apply(sub(p, 'out'), h) as tf.Tensor2D };
   }
 }

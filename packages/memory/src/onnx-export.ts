@@ -80,10 +80,11 @@ export function exportSequenceStep(model: SequenceModel, params: Params, opts: S
     const lu = g.addNode('OneHot', [topi, g.int64([N], 'depth'), g.float([0, 1], [2], 'onehot_values')], { axis: -1 }); // [B,R,N]
     const one = g.float(1, [], 'one');
     const writeW = g.addNode('Add', [g.addNode('Mul', [gate, st.read_w!]), g.addNode('Mul', [g.addNode('Sub', [one, gate]), lu])]); // [B,R,N]
-    // zero the least-used slot, then add the written keys
+    // zero the least-used slot, then add the written vectors (add vectors, or the keys)
     const erase = g.addNode('Slice', [lu, g.int64([0]), g.int64([1]), g.int64([1])]); // [B,1,N]
     const kept = g.addNode('Mul', [st.memory!, g.addNode('Transpose', [g.addNode('Sub', [one, erase])], { perm: [0, 2, 1] })]);
-    const memory = g.addNode('Add', [kept, g.addNode('MatMul', [g.addNode('Transpose', [writeW], { perm: [0, 2, 1] }), keys])]);
+    const values = model.writesAdd ? g.addNode('Reshape', [g.addNode('Tanh', [denseOnnx(g, model.add, params, h, H)]), g.int64([-1, R, M])]) : keys;
+    const memory = g.addNode('Add', [kept, g.addNode('MatMul', [g.addNode('Transpose', [writeW], { perm: [0, 2, 1] }), values])]);
     // cosine content read
     const eps = g.float(COSINE_EPS, [], 'cos_eps');
     const dot = g.addNode('MatMul', [keys, g.addNode('Transpose', [memory], { perm: [0, 2, 1] })]);

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Episode, Rng } from '@metalearn/core';
 import type { Params } from './core-nn.js';
 import { oneHotF } from './addressing.js';
-import type { SeqState, SequenceModel } from './models.js';
+import { stepPrep, type SeqState, type SequenceModel } from './models.js';
 
 export interface SequenceBatch {
   /** [B, T, D] flattened inputs */
@@ -82,9 +82,10 @@ export function runSequence(model: SequenceModel, params: Params, x: tf.Tensor3D
   const xsT = tf.unstack(x, 1) as tf.Tensor2D[];
   const ysT = tf.unstack(yPrev, 1) as tf.Tensor2D[];
   let state = state0 ?? model.initialState(x.shape[0]);
+  const prep = model.prepare(params, x, yPrev);
   const outs: tf.Tensor2D[] = [];
   for (let t = 0; t < xsT.length; t++) {
-    const r = model.step(params, state, xsT[t]!, ysT[t]!);
+    const r = model.step(params, state, xsT[t]!, ysT[t]!, stepPrep(prep, t));
     state = r.state;
     outs.push(r.logits);
   }

@@ -56,6 +56,14 @@ describe('MANN addressing math', () => {
     [0.45 + 0.5, 0.05 + 1.5, 0.25].forEach((v, i) => expect(arr(u)[i]).toBeCloseTo(v, 5));
   });
 
+  it('keyStrengthInit: every head starts at the given key strength', () => {
+    const model = new MannModel(3, 2, { controllerSize: 4, memorySlots: 5, memoryWidth: 3, readHeads: 2, gamma: 0.9, keyStrength: true, keyStrengthInit: 10 });
+    const b = model.init(new Rng(7))['beta.bias']!;
+    const beta = Array.from(tf.tidy(() => tf.add(1, tf.softplus(b))).dataSync());
+    expect(beta).toHaveLength(2);
+    for (const v of beta) expect(v).toBeCloseTo(10, 4);
+  });
+
   it('gradient of the sequence loss matches finite differences', () => {
     const model = new MannModel(3, 2, { controllerSize: 4, memorySlots: 5, memoryWidth: 3, readHeads: 2, gamma: 0.9, keyStrength: true });
     const params = model.init(new Rng(7));

@@ -27,6 +27,8 @@ describe('sequence meta-learners', () => {
     expect(() => mannFactory.create({ readHeads: 2.5 } as Partial<MannConfig>, { inputShape: [D], seed: 1 })).toThrow(/'readHeads' must be an integer/);
     expect(() => lstmMetaFactory.create({ memorySlots: 3 } as never, { inputShape: [D], seed: 1 })).toThrow(/unknown field 'memorySlots'/);
     expect(() => mannFactory.create({}, { inputShape: [0], seed: 1 })).toThrow(/inputShape/);
+    expect(() => mannFactory.create({ writeVector: 'value' } as never, { inputShape: [D], seed: 1 })).toThrow(/field 'writeVector' must be one of add, key/);
+    expect(() => mannFactory.create({ keyStrengthInit: 0.5 }, { inputShape: [D], seed: 1 })).toThrow(/keyStrengthInit must be > 1/);
   });
 
   for (const [id, cfg] of [

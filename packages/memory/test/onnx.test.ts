@@ -70,6 +70,14 @@ describe('ONNX step graphs stream an episode like tfjs', () => {
     expect(d.state).toBeLessThanOrEqual(1e-4);
   });
 
+  it("MANN writing its read keys (writeVector 'key')", async () => {
+    const model = new MannModel(6, 3, { controllerSize: 8, memorySlots: 6, memoryWidth: 4, readHeads: 2, gamma: 0.9, keyStrength: true, writeVector: 'key' });
+    expect(Object.keys(model.init(new Rng(1))).some((k) => k.startsWith('add.'))).toBe(false);
+    const d = await streamParity(model, 5, 12, 2);
+    expect(d.logits).toBeLessThanOrEqual(1e-4);
+    expect(d.state).toBeLessThanOrEqual(1e-4);
+  });
+
   it('LSTM meta-learner step graph', async () => {
     const model = new LstmModel(10, 4, { controllerSize: 12 });
     const d = await streamParity(model, 3, 20, 2);

@@ -30,9 +30,19 @@ export interface LSTMState {
 export function lstmCell(p: LSTMCellParams, x: tf.Tensor2D | null, state: LSTMState, xProj?: tf.Tensor2D): LSTMState {
   return tf.tidy(() => {
     const xw = xProj ?? tf.matMul(x as tf.Tensor2D, p.weight_ih as tf.Tensor2D);
-    const z = tf.add(tf.add(xw, tf.matMul(state.h, p.weight_hh as tf.Tensor2D)), p.bias);
+    return lstmGates(tf.add(tf.add(xw, tf.matMul(state.h, p.weight_hh as tf.Tensor2D)), p.bias) as tf.Tensor2D, state.c) as unknown as tf.TensorContainerObject;
+  }) as unknown as LSTMState;
+}
+
+/**
+ * The gate part of {@link lstmCell}: from the preactivations z = x·W_ih + h·W_hh + b [n, 4·units]
+ * and the previous cell state, the new {h, c}. For callers that compute z with fewer matrix products
+ * (one product of [x, h] with stacked weights, inputs projected for a whole sequence).
+ */
+export function lstmGates(z: tf.Tensor2D, cPrev: tf.Tensor2D): LSTMState {
+  return tf.tidy(() => {
     const [zi, zf, zg, zo] = tf.split(z, 4, 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-    const c = tf.add(tf.mul(tf.sigmoid(zf), state.c), tf.mul(tf.sigmoid(zi), tf.tanh(zg))) as tf.Tensor2D;
+    const c = tf.add(tf.mul(tf.sigmoid(zf), cPrev), tf.mul(tf.sigmoid(zi), tf.tanh(zg))) as tf.Tensor2D;
     const h = tf.mul(tf.sigmoid(zo), tf.tanh(c)) as tf.Tensor2D;
     return { h, c } as unknown as tf.TensorContainerObject;
   }) as unknown as LSTMState;
