@@ -23,6 +23,34 @@ export function hessianVectorProduct(spec: InnerLoopSpec, phi: Params, x: tf.Ten
   });
 }
 
+/**
+ * Generalised Gauss-Newton product G·v = Jᵀ H_z J v of the support loss at φ (J: Jacobian of the
+ * network outputs z w.r.t. the adapted parameters, H_z: Hessian of the loss w.r.t. z). For a loss
+ * convex in the outputs (cross-entropy on logits, MSE) G is positive semi-definite, so I + G/λ is
+ * positive definite and CG is well posed; the Hessian H of a ReLU network is not (its negative
+ * curvature makes I + H/λ indefinite). J v comes from differentiating the vector-Jacobian product
+ * uᵀJ with respect to u (double backward), H_z (J v) from a double backward in the outputs only.
+ */
+export function gaussNewtonVectorProduct(spec: InnerLoopSpec, phi: Params, x: tf.Tensor, y: tf.Tensor, v: Params, keys: string[]): Params {
+  const ctx = spec.ctx ?? { training: true };
+  return tf.tidy(() => {
+    const outOf = (ts: tf.Tensor[]) => spec.net.apply({ ...phi, ...fromList(keys, ts) }, x, ctx);
+    const z = outOf(toList(phi, keys));
+    // J v = d/du <Jᵀu, v> (Jᵀu is linear in u, so any u works; u = 0)
+    const jv = tf.grad((u: tf.Tensor) => {
+      const jtu = tf.grads((...ts: tf.Tensor[]) => tf.sum(tf.mul(outOf(ts), u)) as tf.Scalar)(toList(phi, keys));
+      let s: tf.Tensor = tf.scalar(0);
+      keys.forEach((k, i) => (s = tf.add(s, tf.sum(tf.mul(jtu[i]!, v[k]!)))));
+      return s as tf.Scalar;
+    })(tf.zerosLike(z));
+    // H_z (J v) = d/dz <∇_z L(z), J v>
+    const hjv = tf.grad((zz: tf.Tensor) => tf.sum(tf.mul(tf.grad((w: tf.Tensor) => spec.loss(w, y))(zz), jv)) as tf.Scalar)(z);
+    // Jᵀ (H_z J v)
+    const g = tf.grads((...ts: tf.Tensor[]) => tf.sum(tf.mul(outOf(ts), hjv)) as tf.Scalar)(toList(phi, keys));
+    return fromList(keys, g);
+  });
+}
+
 export interface CgResult {
   x: Params;
   iterations: number;
@@ -85,6 +113,12 @@ export interface ImamlOptions {
    * and CG's answer is no longer a descent direction.
    */
   cgDamping?: number;
+  /**
+   * The curvature in the linear system: 'hessian' (default; the exact implicit gradient) or
+   * 'gauss-newton' (the positive semi-definite Gauss-Newton matrix of the support loss, see
+   * {@link gaussNewtonVectorProduct}).
+   */
+  cgMatrix?: 'hessian' | 'gauss-newton';
 }
 
 export interface ImamlTaskGradResult extends TaskGradResult {
@@ -96,7 +130,7 @@ export interface ImamlTaskGradResult extends TaskGradResult {
  * iMAML meta-gradient for one task (Rajeswaran et al. 2019):
  *   φ ≈ argmin_φ L_s(φ) + λ/2·||φ − θ||²   (inner loop, no graph kept)
  *   g = (I + H/λ)⁻¹ ∇_φ L_q(φ),  H = ∇²L_s(φ),  solved by CG with Hessian-vector products
- *   (λ + δ in place of λ with `cgDamping` δ).
+ *   (λ + δ in place of λ with `cgDamping` δ; the Gauss-Newton matrix in place of H with `cgMatrix`).
  * Memory does not depend on the number of inner steps.
  */
 export function imamlTaskGrad(spec: InnerLoopSpec, meta: Params, task: Task, opts: ImamlOptions): ImamlTaskGradResult {
@@ -118,7 +152,7 @@ export function imamlTaskGrad(spec: InnerLoopSpec, meta: Params, task: Task, opt
   const gq = fromList(allKeys, q.grads);
   const b: Params = Object.fromEntries(keys.map((k) => [k, gq[k]!]));
   const A = (v: Params): Params => {
-    const hv = hessianVectorProduct(spec, phi, task.xs, task.ys, v, keys);
+    const hv = (opts.cgMatrix === 'gauss-newton' ? gaussNewtonVectorProduct : hessianVectorProduct)(spec, phi, task.xs, task.ys, v, keys);
     const out = mapParams(v, (t, k) => tf.tidy(() => tf.add(t, tf.div(hv[k]!, opts.lambda + (opts.cgDamping ?? 0)))));
     disposeParams(hv);
     return out;

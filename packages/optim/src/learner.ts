@@ -71,12 +71,24 @@ export interface OptimConfig {
   cgSteps?: number;
   /** iMAML: CG damping δ, (I + H/(λ + δ)) (default 0) */
   cgDamping?: number;
+  /** iMAML: curvature in CG, 'hessian' (default) or 'gauss-newton' (positive semi-definite) */
+  cgMatrix?: 'hessian' | 'gauss-newton';
+  /**
+   * iMAML: proximal strength used when adapting at test time (default: `lambda`, the training inner
+   * problem; 0: plain SGD on the support loss, as the reference code's measure_accuracy.py with lam 0)
+   */
+  evalLambda?: number;
   /** Reptile: also train the inner loop on the query set of training episodes */
   reptileUseQuery?: boolean;
   /** Reptile: anneal ε linearly to 0 over this many outer steps (0: constant) */
   annealSteps?: number;
   /** outer gradient-norm clipping (0: none) */
   clipNorm?: number;
+  /**
+   * Zero the linear head at initialisation and keep it there (its meta-gradient is dropped): every
+   * task's adaptation starts from a symmetric head, as the "zeroing trick" of Kao et al. (ICLR 2022)
+   */
+  zeroHead?: boolean;
 }
 
 const common = {
@@ -95,6 +107,7 @@ const common = {
   evalInnerSteps: { type: 'integer', minimum: 0, description: 'inner steps at test time (default: innerSteps)' },
   innerOptimizer: { type: 'string', default: 'sgd', description: "inner optimiser: 'sgd' or 'adam'" },
   clipNorm: { type: 'number', minimum: 0, default: 0 },
+  zeroHead: { type: 'boolean', default: false, description: 'zero the linear head at initialisation and do not meta-learn it (every task starts from a symmetric head; Kao et al. 2022)' },
 };
 
 function schema(extra: Record<string, unknown>, defaults: { innerSteps: number; innerLr: number; metaLr: number; innerOptimizer?: string }): Record<string, unknown> {
@@ -129,6 +142,8 @@ export const optimSchemas: Record<OptimAlgorithm, Record<string, unknown>> = {
       lambda: { type: 'number', exclusiveMinimum: 0, default: 2 },
       cgSteps: { type: 'integer', minimum: 1, default: 5 },
       cgDamping: { type: 'number', minimum: 0, default: 0, description: 'CG solves (I + H/(lambda + cgDamping)); 0 = exact implicit gradient, the reference code uses 10' },
+      cgMatrix: { type: 'string', enum: ['hessian', 'gauss-newton'], default: 'hessian', description: "curvature in CG: 'hessian' (exact implicit gradient) or 'gauss-newton' (positive semi-definite Jᵀ H_z J: CG stays well posed where the Hessian has negative curvature)" },
+      evalLambda: { type: 'number', minimum: 0, description: 'proximal strength when adapting at test time (default: lambda; 0 = plain SGD on the support loss, as the reference code evaluates)' },
     },
     { innerSteps: 10, innerLr: 0.1, metaLr: 0.001 },
   ),
@@ -150,6 +165,8 @@ export function resolveOptimConfig(algo: OptimAlgorithm, cfg: Partial<OptimConfi
     const t = sch.properties[k]!.type;
     const ok = t === 'integer' ? Number.isInteger(v) : t === 'array' ? Array.isArray(v) : t === undefined || typeof v === t;
     if (!ok) throw new Error(`${algo} config: field '${k}' must be of type ${t}, got ${JSON.stringify(v)}`);
+    const allowed = sch.properties[k]!.enum;
+    if (allowed && !allowed.includes(v)) throw new Error(`${algo} config: field '${k}' must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
     out[k] = v;
   }
   for (const [k, p] of Object.entries(sch.properties)) if (out[k] === undefined && p.default !== undefined) out[k] = structuredClone(p.default);
@@ -208,6 +225,12 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
     this.model = model;
     this.headKeys = headKeys;
     this.meta = model.init(new Rng(ctx.seed).fork('optim-init'));
+    if (config.zeroHead)
+      for (const k of headKeys) {
+        const z = tf.zerosLike(this.meta[k]!);
+        this.meta[k]!.dispose();
+        this.meta[k] = z;
+      }
     const netKeys = keysOf(this.meta);
     if (id === 'metasgd') for (const k of netKeys) this.meta[`${LR_PREFIX}${k}`] = tf.fill(this.meta[k]!.shape, config.innerLr);
     if (id === 'maml' && config.perStepLr) {
@@ -256,7 +279,7 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
           const d = reptileTaskDelta(spec, this.meta, task, this.config.reptileUseQuery ?? false);
           r = { loss: d.loss, queryOut: d.queryOut, grads: d.delta };
         } else if (this.id === 'imaml') {
-          const ir = imamlTaskGrad(spec, this.meta, task, { lambda: this.config.lambda ?? 2, cgSteps: this.config.cgSteps ?? 5, cgDamping: this.config.cgDamping ?? 0 });
+          const ir = imamlTaskGrad(spec, this.meta, task, { lambda: this.config.lambda ?? 2, cgSteps: this.config.cgSteps ?? 5, cgDamping: this.config.cgDamping ?? 0, cgMatrix: this.config.cgMatrix ?? 'hessian' });
           metrics.cgResidual = ir.cgResidual;
           r = ir;
         } else if (this.config.firstOrder || this.id === 'fomaml') {
@@ -291,7 +314,8 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
     for (const k of Object.keys(s.grads).sort()) {
       const p = this.meta[k];
       if (!p) throw new Error(`${this.id}.applyGradients: gradient for unknown parameter '${k}'`);
-      mean[k] = tf.tidy(() => tf.div(tf.tensor(s.grads[k]!, p.shape, 'float32'), n));
+      // zeroHead: the head gets no update (a zero gradient moves neither Adam nor Reptile)
+      mean[k] = this.config.zeroHead && this.headKeys.includes(k) ? tf.zerosLike(p) : tf.tidy(() => tf.div(tf.tensor(s.grads[k]!, p.shape, 'float32'), n));
     }
     let next: Params;
     if (this.id === 'reptile') {
@@ -346,8 +370,12 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
     const y = tf.tensor1d(support.y, 'int32');
     try {
       const spec = this.spec(steps);
-      // iMAML adapts at test time on the same proximal-regularised inner problem it was trained with
-      if (this.id === 'imaml') spec.proximal = { lambda: this.config.lambda ?? 2, anchor: net };
+      // iMAML adapts at test time on the proximal-regularised inner problem (λ = evalLambda, default
+      // the training λ); evalLambda 0 adapts by plain SGD on the support loss
+      if (this.id === 'imaml') {
+        const lambda = this.config.evalLambda ?? this.config.lambda ?? 2;
+        if (lambda > 0) spec.proximal = { lambda, anchor: net };
+      }
       const fast = innerLoop(spec, net, support.x, y, false, this.evalLrs(steps));
       // own every tensor of the result (the non-adapted keys are the meta-parameters themselves)
       const out: Params = {};

@@ -1,7 +1,7 @@
 import { describe, expect, it, beforeAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@metalearn/core';
-import { hessianVectorProduct, imamlTaskGrad, innerLoop, mse, keysOf, type InnerLoopSpec, type Params } from '../src/index.js';
+import { crossEntropy, gaussNewtonVectorProduct, hessianVectorProduct, imamlTaskGrad, innerLoop, mse, keysOf, type InnerLoopSpec, type Params } from '../src/index.js';
 import { fdGrad, flat, relErr, sineTask, tinyMlp, useCpu } from './helpers.js';
 
 beforeAll(useCpu);
@@ -121,5 +121,51 @@ describe('iMAML meta-gradient', () => {
     const err = relErr(flat(r.grads, keys), flat(fd, keys));
     console.log(`iMAML vs finite differences of the converged inner solution: relative error ${err.toExponential(2)}`);
     expect(err).toBeLessThan(5e-3);
+  });
+});
+
+describe('Gauss-Newton products for iMAML (cgMatrix: gauss-newton)', () => {
+  const dot = (a: Params, b: Params, keys: string[]) => keys.reduce((s, k) => s + tf.tidy(() => tf.sum(tf.mul(a[k]!, b[k]!)).dataSync()[0]!), 0);
+  const randomLike = (p: Params, rng: Rng): Params => Object.fromEntries(Object.entries(p).map(([k, t]) => [k, tf.tensor(rng.normalArray(t.size), t.shape)]));
+
+  it('equals the Hessian product where the network is linear in its parameters (cross-entropy)', () => {
+    const net = tinyMlp([3, 4]);
+    const phi = net.init(new Rng(2));
+    const rng = new Rng(9);
+    const x = tf.tensor2d(rng.normalArray(6 * 3), [6, 3]);
+    const y = tf.tensor1d([0, 1, 2, 3, 1, 2], 'int32');
+    const spec: InnerLoopSpec = { net, loss: crossEntropy, steps: 0, lr: 0 };
+    const keys = keysOf(phi);
+    const v = randomLike(phi, rng);
+    const gv = flat(gaussNewtonVectorProduct(spec, phi, x, y, v, keys), keys);
+    const hv = flat(hessianVectorProduct(spec, phi, x, y, v, keys), keys);
+    const e = relErr(gv, hv);
+    console.log(`GN vs Hessian product on a linear model: relative error ${e.toExponential(2)}`);
+    expect(e).toBeLessThan(1e-4);
+  });
+
+  it('matches Jᵀ H_z J v with J v from central differences, and is symmetric positive semi-definite (tanh MLP, MSE)', () => {
+    const net = tinyMlp([1, 5, 1], 'tanh');
+    const phi = net.init(new Rng(4));
+    const task = sineTask(new Rng(8), 10, 1);
+    const spec: InnerLoopSpec = { net, loss: mse, steps: 0, lr: 0 };
+    const keys = keysOf(phi);
+    const rng = new Rng(12);
+    const u = randomLike(phi, rng);
+    const v = randomLike(phi, rng);
+    const gv = gaussNewtonVectorProduct(spec, phi, task.xs, task.ys, v, keys);
+    const gu = gaussNewtonVectorProduct(spec, phi, task.xs, task.ys, u, keys);
+    // reference: J v by central differences of the outputs, H_z = 2/n I for the mean squared error, then Jᵀ(·) by a vjp
+    const eps = 1e-3;
+    const shifted = (sgn: number) => net.apply(Object.fromEntries(keys.map((k) => [k, tf.add(phi[k]!, tf.mul(v[k]!, sgn * eps))])), task.xs);
+    const jv = tf.div(tf.sub(shifted(1), shifted(-1)), 2 * eps);
+    const n = jv.size;
+    const ref = tf.grads((...ts: tf.Tensor[]) => tf.sum(tf.mul(net.apply(Object.fromEntries(keys.map((k, i) => [k, ts[i]!])), task.xs), tf.mul(jv, 2 / n))) as tf.Scalar)(keys.map((k) => phi[k]!));
+    const e = relErr(flat(gv, keys), flat(Object.fromEntries(keys.map((k, i) => [k, ref[i]!])), keys));
+    const asym = Math.abs(dot(u, gv, keys) - dot(v, gu, keys)) / Math.abs(dot(u, gv, keys));
+    console.log(`GN product vs central differences: relative error ${e.toExponential(2)}; asymmetry ${asym.toExponential(2)}`);
+    expect(e).toBeLessThan(1e-3);
+    expect(asym).toBeLessThan(1e-4);
+    for (const w of [u, v, randomLike(phi, rng)]) expect(dot(w, gaussNewtonVectorProduct(spec, phi, task.xs, task.ys, w, keys), keys)).toBeGreaterThanOrEqual(0);
   });
 });

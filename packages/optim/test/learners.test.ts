@@ -1,7 +1,7 @@
 import { describe, expect, it, beforeAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, getLearner, verifyOnnx, type Episode } from '@metalearn/core';
-import { OPTIM_ALGORITHMS, type OptimLearner } from '../src/index.js';
+import { OPTIM_ALGORITHMS, disposeParams, innerLoop, type OptimLearner, type Params } from '../src/index.js';
 import { useCpu } from './helpers.js';
 
 beforeAll(useCpu);
@@ -135,6 +135,60 @@ describe('config and errors', () => {
     expect(() => l.adapt(e.support, 5)).toThrow(/ways/);
     disposeEp(e);
     l.dispose();
+  });
+});
+
+describe('zeroHead', () => {
+  it.each(['fomaml', 'imaml', 'reptile'] as const)('%s: the head starts at zero and stays there, the body still trains', (id) => {
+    const l = getLearner(id).create({ ...cfgs[id], zeroHead: true }, { inputShape: [DIM], seed: 3 }) as OptimLearner;
+    const headNorm = () => Math.max(...l.headKeys.map((k) => tf.tidy(() => tf.max(tf.abs(l.meta[k]!)).dataSync()[0]!)));
+    expect(l.headKeys.length).toBeGreaterThan(0);
+    expect(headNorm()).toBe(0);
+    const body = l.model.paramNames().find((k) => !k.startsWith('head.'))!;
+    const before = l.meta[body]!.dataSync().slice();
+    const rng = new Rng(8);
+    for (let s = 0; s < 3; s++) {
+      const batch = [episode(rng, 2, 5), episode(rng, 2, 5)];
+      l.metaTrainStep(batch);
+      batch.forEach(disposeEp);
+    }
+    expect(headNorm()).toBe(0);
+    const after = l.meta[body]!.dataSync();
+    expect(Math.max(...after.map((v, i) => Math.abs(v - before[i]!)))).toBeGreaterThan(0);
+    l.dispose();
+  });
+});
+
+describe('iMAML test-time adaptation', () => {
+  it('uses the training λ by default, evalLambda when given, and plain SGD for evalLambda 0', () => {
+    const cfg = { ...cfgs.imaml!, lambda: 2 };
+    const e = episode(new Rng(5), 2, 5);
+    const y = tf.tensor1d(e.support.y, 'int32');
+    const adapted = (extra: Record<string, unknown>) => {
+      const l = getLearner('imaml').create({ ...cfg, ...extra }, { inputShape: [DIM], seed: 3 }) as OptimLearner;
+      const got = l.adaptParams(e.support);
+      const ref = (lambda: number) => {
+        const spec = l.spec(l.config.evalInnerSteps ?? l.config.innerSteps);
+        if (lambda > 0) spec.proximal = { lambda, anchor: l.meta };
+        return innerLoop(spec, l.meta, e.support.x, y, false);
+      };
+      return { l, got, ref };
+    };
+    const maxDiff = (a: Params, b: Params) => Math.max(...Object.keys(a).map((k) => tf.tidy(() => tf.max(tf.abs(tf.sub(a[k]!, b[k]!))).dataSync()[0]!)));
+    for (const [extra, lambda] of [[{}, 2], [{ evalLambda: 0.5 }, 0.5], [{ evalLambda: 0 }, 0]] as const) {
+      const { l, got, ref } = adapted(extra);
+      const want = ref(lambda);
+      expect(maxDiff(got, want)).toBeLessThan(1e-6);
+      if (lambda !== 0) {
+        const plain = ref(0);
+        expect(maxDiff(got, plain)).toBeGreaterThan(1e-4); // the proximal term does change the adapted weights
+        disposeParams(plain);
+      }
+      disposeParams(got, want);
+      l.dispose();
+    }
+    y.dispose();
+    disposeEp(e);
   });
 });
 
