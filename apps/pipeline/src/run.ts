@@ -37,7 +37,7 @@ import {
   withWorkerPool,
   type LearnerContext,
 } from '@metalearn/core';
-import { EpisodeSampler, type ClassDataset, type EpisodeSpec } from '@metalearn/data';
+import { EpisodeSampler, augmentEpisode, type ClassDataset, type EpisodeSpec } from '@metalearn/data';
 import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';
@@ -196,6 +196,12 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
     }
   };
   const trainSampler = sampler(ds, cfg.data.trainSplit, trainSpec, 'train', '/episodes');
+  const translate = cfg.episodes.augment?.translate ?? 0;
+  if (translate > 0 && ds.featureShape.length !== 3) {
+    throw new PipelineValidationError(file, [{ path: '/episodes/augment/translate', message: `translations need image data [height, width, channels]; dataset '${cfg.data.dataset}' (${ds.name}) has examples of shape [${ds.featureShape}]` }]);
+  }
+  // training episode i: augmentation drawn from its own generator (seed, i), so a resumed run sees the same images
+  const trainEpisode = (i: number): Episode => (translate > 0 ? augmentEpisode(trainSampler.episode(i), { translate }, new Rng(`augment/${seed}/${i}`)) : trainSampler.episode(i));
   const valSampler = sampler(ds, cfg.data.valSplit, evalSpec, 'val', '/evaluate');
   const testSampler = sampler(evalDs, testSplit, evalSpec, 'test', '/evaluate');
   const factory = getLearner(cfg.learner.id);
@@ -297,7 +303,7 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
   let runAcc = NaN;
   const tTrain = performance.now();
   if (startIteration < total) {
-    const source = paced((i) => trainSampler.episode(i), { start: startEpisodes });
+    const source = paced(trainEpisode, { start: startEpisodes });
     // train.workers: the tasks of a meta-batch in worker threads (same results, see core/parallel)
     const pool = await startTrainingPool(learner, cfg, { id: factory.id, config: learnerOptions, ctx: { inputShape: [...ds.featureShape], seed } }, file, log);
     const trainer = pool && isTaskParallel(learner) ? withWorkerPool(learner, pool) : learner;

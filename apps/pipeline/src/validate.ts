@@ -43,7 +43,7 @@ export interface PipelineConfig {
   description?: string;
   plugins: string[];
   data: { dataset: string; options: Record<string, unknown>; trainSplit: string; valSplit: string; testSplit: string };
-  episodes: { ways: number; shots: number; queries: number; withinGroup?: string };
+  episodes: { ways: number; shots: number; queries: number; withinGroup?: string; augment?: { translate?: number } };
   learner: { id: string; [option: string]: unknown };
   train: {
     iterations: number;

@@ -4,6 +4,7 @@ export * from './cache.js';
 export * from './dataset.js';
 export * from './episodes.js';
 export * from './transforms.js';
+export * from './augment.js';
 export * from './episodeset.js';
 export * from './omniglot.js';
 export * from './imagefolder.js';

@@ -5,9 +5,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import { Rng, initEngine, type Episode } from '@metalearn/core';
-import { EpisodeSampler, loadOmniglot, type ClassDataset } from '@metalearn/data';
+import { EpisodeSampler, augmentEpisode, loadOmniglot, type ClassDataset } from '@metalearn/data';
 
 export const OMNIGLOT_ROOT = path.resolve(__dirname, '../../../../shared/data/omniglot');
 
@@ -24,35 +23,9 @@ export async function omniglot(size: number): Promise<ClassDataset> {
   return loadOmniglot({ root: OMNIGLOT_ROOT, size, rotations: true, split: 'maml' });
 }
 
-/** Random translation of every image by up to ±maxShift pixels (zero fill); images [n, h, w, c]. */
-export function translate(x: tf.Tensor, maxShift: number, rng: Rng): tf.Tensor {
-  if (maxShift <= 0) return x;
-  const [n, h, w, c] = x.shape as [number, number, number, number];
-  const src = x.dataSync();
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < n; i++) {
-    const dy = rng.int(2 * maxShift + 1) - maxShift;
-    const dx = rng.int(2 * maxShift + 1) - maxShift;
-    for (let r = 0; r < h; r++) {
-      const sr = r - dy;
-      if (sr < 0 || sr >= h) continue;
-      for (let q = 0; q < w; q++) {
-        const sq = q - dx;
-        if (sq < 0 || sq >= w) continue;
-        for (let k = 0; k < c; k++) out[((i * h + r) * w + q) * c + k] = src[((i * h + sr) * w + sq) * c + k]!;
-      }
-    }
-  }
-  return tf.tensor(out, x.shape);
-}
-
+/** A training episode with every image translated by up to ±maxShift pixels (Santoro's augmentation). */
 export function augmented(sampler: EpisodeSampler, index: number, maxShift: number, rng: Rng): Episode {
-  const e = sampler.episode(index);
-  if (maxShift <= 0) return e;
-  const sx = translate(e.support.x, maxShift, rng);
-  const qx = e.query.x.shape[0] > 0 ? translate(e.query.x, maxShift, rng) : e.query.x;
-  e.dispose?.();
-  return { ...e, support: { x: sx, y: e.support.y }, query: { x: qx, y: e.query.y }, dispose: () => tf.dispose([sx, qx]) };
+  return augmentEpisode(sampler.episode(index), { translate: maxShift }, rng);
 }
 
 export class RunLog {
