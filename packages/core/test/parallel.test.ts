@@ -44,6 +44,22 @@ describe('sumTaskGradients', () => {
     expect(() => sumTaskGradients([a, { ...b, grads: { w: b.grads.w!, b: new Float32Array(2) } }])).toThrow(/gradient 'b' of task 1 has 2 values, expected 3/);
     expect(() => sumTaskGradients([])).toThrow(/no tasks/);
   });
+
+  it('a result may cover several consecutive tasks (count): n counts tasks, coverage is checked', () => {
+    const rng = new Rng(3);
+    const [a, b, c] = [task(0, rng), task(1, rng), task(2, rng)];
+    // tasks 0..3: one result for 0, one for 1..2 (count 2), one for 3
+    const s = sumTaskGradients([{ ...c, index: 3 }, { ...b, index: 1, count: 2 }, a]);
+    expect(s.n).toBe(4);
+    const want = new Float32Array(64);
+    for (const t of [a, b, c]) for (let i = 0; i < 64; i++) want[i] = want[i]! + t.grads.w![i]!;
+    expect(Array.from(s.grads.w!)).toEqual(Array.from(want));
+    expect(s.total).toBe(a.total + b.total + c.total);
+    // a gap, an overlap, a bad count
+    expect(() => sumTaskGradients([a, { ...b, index: 1, count: 2 }, { ...c, index: 2 }])).toThrow(/task indices must be 0\.\.3 once each, got \[0, 1\(\+2\), 2\]/);
+    expect(() => sumTaskGradients([{ ...a, count: 2 }, { ...b, index: 3 }])).toThrow(/task indices/);
+    expect(() => sumTaskGradients([{ ...a, count: 0 }])).toThrow(/task indices/);
+  });
 });
 
 describe('episode wire format', () => {

@@ -5,10 +5,10 @@
  *   LEARNER=mann|lstm-meta TRAIN_MINUTES=35 npx vitest run -c scripts/vitest.repro.config.ts scripts/santoro.repro.ts
  * Env: BATCH (episodes per update, 16), LR (Adam, 1e-3), EVAL_EPISODES (200), RUN (output folder
  * under repro/, default santoro-<learner>), CONFIG (JSON merged into the learner config, e.g.
- * '{"writeVector":"key"}').
+ * '{"writeVector":"key"}'), WORKERS (worker threads sharing each update's episodes, default 1).
  */
 import { it } from 'vitest';
-import { Rng, evaluateByInstance, getLearner, type MetaLearner, type SequenceEvaluator } from '@metalearn/core';
+import { Rng, WorkerPool, evaluateByInstance, getLearner, taskParallelStep, type MetaLearner, type SequenceEvaluator } from '@metalearn/core';
 import { EpisodeSampler } from '@metalearn/data';
 import '@metalearn/memory'; // registers mann and lstm-meta
 import type { SequenceLearner } from '@metalearn/memory';
@@ -24,7 +24,10 @@ it.skipIf(!haveOmniglot())(`Santoro protocol: ${learnerId} (skips without ../sha
   const test = new EpisodeSampler(ds, 'test', spec, 'santoro-test');
   const batch = Number(process.env['BATCH'] ?? 16);
   const cfg = { lr: Number(process.env['LR'] ?? 1e-3), ...(JSON.parse(process.env['CONFIG'] ?? '{}') as Record<string, unknown>) };
-  const learner = getLearner(learnerId).create(cfg, { inputShape: [...ds.featureShape], seed: 1 }) as unknown as SequenceLearner<never>;
+  const ctx = { inputShape: [...ds.featureShape], seed: 1 };
+  const learner = getLearner(learnerId).create(cfg, ctx) as unknown as SequenceLearner<never>;
+  const workers = Number(process.env['WORKERS'] ?? 1);
+  const pool = workers > 1 ? await WorkerPool.create({ size: workers, modules: ['@metalearn/memory'], learner: { id: learnerId, config: cfg, ctx } }) : null;
   const log = new RunLog(process.env['RUN'] ?? `santoro-${learnerId}`);
   const budget = minutes('TRAIN_MINUTES', 35) * 60_000;
   const aug = new Rng('santoro-aug');
@@ -33,7 +36,7 @@ it.skipIf(!haveOmniglot())(`Santoro protocol: ${learnerId} (skips without ../sha
   let win = { n: 0, loss: 0, a1: 0, a2: 0, a10: 0 };
   while (Date.now() - t0 < budget) {
     const eps = Array.from({ length: batch }, (_, b) => augmented(train, it * batch + b, 2, aug));
-    const r = learner.metaTrainStep(eps);
+    const r = pool ? taskParallelStep(learner, eps, pool) : learner.metaTrainStep(eps);
     for (const e of eps) e.dispose?.();
     it++;
     win.n++;
@@ -47,10 +50,11 @@ it.skipIf(!haveOmniglot())(`Santoro protocol: ${learnerId} (skips without ../sha
     }
   }
   const trainSeconds = (Date.now() - t0) / 1000;
+  await pool?.close();
   // evaluation: test-split episodes, no augmentation
   const nEval = Number(process.env['EVAL_EPISODES'] ?? 200);
   // instances 1..10 of test-split episodes; sequence orders from 'santoro-eval-order' (as in the recorded runs)
   const acc = evaluateByInstance(learner as unknown as MetaLearner & SequenceEvaluator, (i) => test.episode(i), nEval, 10, 'santoro', undefined, 'santoro-eval-order');
-  log.summary({ learner: learnerId, config: learner.config, batch, iterations: it, episodes: it * batch, trainSeconds, evalEpisodes: nEval, accuracyByInstance: acc });
+  log.summary({ learner: learnerId, config: learner.config, batch, workers, iterations: it, episodes: it * batch, trainSeconds, evalEpisodes: nEval, accuracyByInstance: acc });
   learner.dispose();
 });

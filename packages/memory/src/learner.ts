@@ -16,11 +16,17 @@ import {
   type MetaLearner,
   type OnnxModel,
   type SequenceEvaluator,
+  type StepContext,
   type StepResult,
+  type FlatParams,
+  type TaskGradient,
+  type TaskParallelLearner,
+  taskParallelStep,
 } from '@metalearn/core';
 import { oneHotF } from './addressing.js';
 import { Adam } from '@metalearn/core';
-import { adamStepOnVariables, checkpointParams, loadCheckpointParams, toVariables } from './variables.js';
+import { checkpointParams, loadCheckpointParams, toVariables } from './variables.js';
+import { applyMeanGradients, setFlatVariables, stepContext, taskRng, variableTaskGrads, variablesToFlat } from './parallel.js';
 import { lstmMetaConfigSchema, mannConfigSchema, resolveConfig, type LstmMetaConfig, type MannConfig, type SeqLearnerConfigBase } from './config.js';
 import type { Params } from './core-nn.js';
 import { LstmModel, MannModel, type SeqState, type SequenceModel } from './models.js';
@@ -29,7 +35,13 @@ import { exportSequenceStep } from './onnx-export.js';
 
 export const INSTANCE_METRICS = [1, 2, 3, 5, 10];
 
-export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLearner<Cfg>, SequenceEvaluator {
+/**
+ * Task-parallel (core's `TaskParallelLearner`): a worker's share of the meta-batch runs as one batch of
+ * sequences and comes back as one result covering those tasks (`TaskGradient.count`), since a batched
+ * step costs far less than per-episode steps. Each episode's item order comes from the step seed and
+ * its task index, so the sums differ between worker counts only by float summation order.
+ */
+export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLearner<Cfg>, SequenceEvaluator, TaskParallelLearner {
   readonly family = 'memory' as const;
   readonly params: Record<string, tf.Variable>;
   private readonly adam: Adam;
@@ -55,30 +67,75 @@ export class SequenceLearner<Cfg extends SeqLearnerConfigBase> implements MetaLe
     return tf.tidy(() => sequenceLoss(runSequence(this.model, params, batch.x, batch.yPrev).logits, batch.target));
   }
 
+  /** One outer update: {@link taskParallelStep} with no pool (the maths a worker pool runs too). */
   metaTrainStep(batch: Episode[]): StepResult {
     this.check();
-    const seq = episodesToSequences(batch, this.model.classes, this.rng);
+    return taskParallelStep(this, batch);
+  }
+
+  beginStep(batch: Episode[]): StepContext {
+    this.check();
+    if (!batch.length) throw new Error(`${this.id}.metaTrainStep: empty meta-batch`);
+    const T = (e: Episode) => e.support.y.length + e.query.y.length;
+    for (const [i, e] of batch.entries()) {
+      if (e.ways > this.model.classes) throw new Error(`episode ${i}: ${e.ways} ways but the learner has ${this.model.classes} output classes (config 'classes')`);
+      if (T(e) !== T(batch[0]!)) throw new Error(`episode ${i}: ${T(e)} items, but episode 0 has ${T(batch[0]!)}; a meta-batch needs equal lengths`);
+    }
+    return stepContext(this.rng, batch.length);
+  }
+
+  /**
+   * Tasks `first` … `first + n − 1` as one batch of sequences: one result covering all of them, with
+   * the batch-mean loss and gradient scaled to sums over the n episodes (every sequence has the same
+   * length, so the combined mean equals the mean over the whole meta-batch) and the per-instance
+   * correct / count sums as metrics.
+   */
+  taskGradients(episodes: Episode[], first: number, ctx: StepContext): TaskGradient[] {
+    this.check();
+    const seq = episodesToSequences(episodes, this.model.classes, (e) => taskRng(this.id, ctx, first + e));
     try {
-      let logitsKept: tf.Tensor3D | undefined;
-      const { loss, gradNorm } = adamStepOnVariables(this.params, this.adam, () => {
+      let pred: Int32Array | undefined;
+      const { loss, grads } = variableTaskGrads(this.params, () => {
         const { logits } = runSequence(this.model, this.params, seq.x, seq.yPrev);
-        logitsKept = tf.keep(logits);
+        pred = argmaxRows(logits.dataSync(), seq.B * seq.T, this.model.classes);
         return sequenceLoss(logits, seq.target);
       });
-      const logits = logitsKept!;
-      const pred = argmaxRows(logits.dataSync(), seq.B * seq.T, this.model.classes);
-      logits.dispose();
-      this.steps++;
-      this.episodes += batch.length;
-      const byInst = accuracyByInstance(pred, seq.target, seq.instance);
+      const n = episodes.length;
+      for (const g of Object.values(grads)) for (let j = 0; j < g.length; j++) g[j] = g[j]! * n;
+      const byInst = accuracyByInstance(pred!, seq.target, seq.instance);
       let ok = 0;
-      for (let i = 0; i < pred.length; i++) if (pred[i] === seq.target[i]) ok++;
-      const metrics: Record<string, number> = { gradNorm };
-      for (const k of INSTANCE_METRICS) if (byInst.count[k]! > 0) metrics[`acc_inst${k}`] = byInst.correct[k]! / byInst.count[k]!;
-      return { loss, accuracy: ok / pred.length, metrics };
+      for (let i = 0; i < pred!.length; i++) if (pred![i] === seq.target[i]) ok++;
+      const metrics: Record<string, number> = {};
+      for (const k of INSTANCE_METRICS) {
+        metrics[`correct_inst${k}`] = byInst.correct[k]!;
+        metrics[`count_inst${k}`] = byInst.count[k]!;
+      }
+      return [{ index: first, count: n, loss: loss * n, correct: ok, total: pred!.length, grads, metrics }];
     } finally {
       seq.dispose();
     }
+  }
+
+  /** Mean over the episodes of the tasks' sums → one Adam step (clipped); loss, accuracy, acc_instK. */
+  applyGradients(tasks: TaskGradient[], _ctx: StepContext): StepResult {
+    this.check();
+    const s = applyMeanGradients(this.id, this.params, this.adam, tasks);
+    this.steps++;
+    this.episodes += s.n;
+    const metrics: Record<string, number> = { gradNorm: s.gradNorm };
+    for (const k of INSTANCE_METRICS) {
+      const c = s.metrics[`count_inst${k}`] ?? 0;
+      if (c > 0) metrics[`acc_inst${k}`] = s.metrics[`correct_inst${k}`]! / c;
+    }
+    return { loss: s.loss / s.n, accuracy: s.correct / s.total, metrics };
+  }
+
+  getParams(): FlatParams {
+    return variablesToFlat(this.params);
+  }
+
+  setParams(p: FlatParams): void {
+    setFlatVariables(this.id, p, this.params);
   }
 
   /**

@@ -27,7 +27,11 @@ export function sequenceOrder(n: number, rng: Rng): number[] {
   return rng.shuffle(Array.from({ length: n }, (_, i) => i));
 }
 
-export function episodesToSequences(episodes: Episode[], classes: number, rng: Rng, shuffle = true): SequenceBatch {
+/**
+ * Episodes as one batch of sequences. `rng` shuffles each episode's items: one generator for all
+ * (drawn in episode order), or one per episode (`(e) => Rng`, e the episode's position in `episodes`).
+ */
+export function episodesToSequences(episodes: Episode[], classes: number, rng: Rng | ((e: number) => Rng), shuffle = true): SequenceBatch {
   if (episodes.length === 0) throw new Error('episodesToSequences: empty meta-batch');
   const xs: tf.Tensor2D[] = [];
   const ys: number[][] = [];
@@ -39,7 +43,7 @@ export function episodesToSequences(episodes: Episode[], classes: number, rng: R
     for (const l of labels) if (l < 0 || l >= ep.ways) throw new Error(`episode ${e}: label ${l} outside 0..${ep.ways - 1}`);
     if (T >= 0 && labels.length !== T) throw new Error(`episode ${e}: ${labels.length} items, but episode 0 has ${T}; a meta-batch needs equal lengths`);
     T = labels.length;
-    const order = shuffle ? sequenceOrder(T, rng) : labels.map((_, i) => i);
+    const order = shuffle ? sequenceOrder(T, typeof rng === 'function' ? rng(e) : rng) : labels.map((_, i) => i);
     const x = tf.tidy(() => {
       const parts = [ep.support.x, ep.query.x].filter((t) => t.shape[0] > 0).map((t) => tf.reshape(t, [t.shape[0], -1]));
       const all = parts.length === 1 ? parts[0]! : tf.concat(parts, 0);

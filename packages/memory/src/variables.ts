@@ -1,9 +1,9 @@
 /**
- * Plumbing shared by the memory-family learners, whose weights live in tf.Variables: one Adam step
- * on the variables, checkpoint (de)serialisation of variables + batch-norm buffers, snapshots.
+ * Plumbing shared by the memory-family learners, whose weights live in tf.Variables: checkpoint
+ * (de)serialisation of variables + batch-norm buffers, snapshots.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { dataToTensor, tensorToData, type Adam, type Checkpoint, type Params } from '@metalearn/core';
+import { dataToTensor, tensorToData, type Checkpoint, type Params } from '@metalearn/core';
 import { uniqueVarName } from './names.js';
 
 export type Variables = Record<string, tf.Variable>;
@@ -17,23 +17,6 @@ export function toVariables(init: Params, prefix: string): Variables {
   for (const k of Object.keys(init).sort()) out[k] = tf.variable(init[k]!, true, uniqueVarName(`${prefix}/${k}`));
   tf.dispose(Object.values(init));
   return out;
-}
-
-/**
- * Gradients of `f` with respect to every variable, applied by `adam` (in place). Returns the loss and
- * the global gradient norm before clipping.
- */
-export function adamStepOnVariables(params: Variables, adam: Adam, f: () => tf.Scalar): { loss: number; gradNorm: number } {
-  const { value, grads } = tf.variableGrads(f, Object.values(params));
-  try {
-    const loss = value.dataSync()[0]!;
-    const named: Record<string, tf.Tensor> = {};
-    for (const [k, v] of Object.entries(params)) if (grads[v.name]) named[k] = grads[v.name]!;
-    const gradNorm = adam.applyToVariables(params, named);
-    return { loss, gradNorm };
-  } finally {
-    tf.dispose([value, ...Object.values(grads)]);
-  }
 }
 
 /** Fraction of correct predictions over several (prediction, label) pairs of arrays. */

@@ -155,7 +155,8 @@ export class WorkerPool {
         errors.push(`worker ${p.w} (tasks ${p.first}..${p.first + p.count - 1}): ${reply.message}`);
         continue;
       }
-      if (reply.tasks.length !== p.count) errors.push(`worker ${p.w} returned ${reply.tasks.length} task results for ${p.count} tasks`);
+      const covered = reply.tasks.reduce((s, t) => s + (t.count ?? 1), 0);
+      if (covered !== p.count) errors.push(`worker ${p.w} returned results for ${covered} tasks, it was given ${p.count}`);
       out.push(...reply.tasks);
     }
     if (errors.length) throw new Error(`${this.learnerId}: task-parallel step failed: ${errors.join('; ')}`);

@@ -32,6 +32,12 @@ export interface TaskGradient {
   metrics?: Record<string, number>;
   /** per-task buffers to merge (e.g. batch-norm running statistics after this task) */
   buffers?: Record<string, Float32Array>;
+  /**
+   * Consecutive tasks this result covers: tasks `index` … `index + count − 1` (default 1). A learner
+   * whose tasks share one batched computation (the MANN / LSTM sequence learners run a worker's share
+   * of episodes as one batch) returns one result per share, holding the sums over its tasks.
+   */
+  count?: number;
 }
 
 /**
@@ -97,9 +103,10 @@ export function fromFlat(p: FlatParams): Record<string, tf.Tensor> {
 }
 
 /**
- * Sum `tasks` (every task index 0..n-1 exactly once) in task-index order: gradients, losses,
- * correct/total counts, metrics and buffers. The order is fixed, so the sums do not depend on which
- * thread computed which task or when it finished.
+ * Sum `tasks` (together covering every task index 0..n-1 exactly once; a result covers `count ?? 1`
+ * consecutive tasks) in task-index order: gradients, losses, correct/total counts, metrics and
+ * buffers. The order is fixed, so the sums do not depend on which thread computed which task or when
+ * it finished. `n` is the number of tasks covered.
  */
 export function sumTaskGradients(tasks: TaskGradient[]): {
   n: number;
@@ -111,9 +118,15 @@ export function sumTaskGradients(tasks: TaskGradient[]): {
   buffers: Record<string, Float32Array>;
 } {
   const sorted = [...tasks].sort((a, b) => a.index - b.index);
-  sorted.forEach((t, i) => {
-    if (t.index !== i) throw new Error(`sumTaskGradients: task indices must be 0..${tasks.length - 1} once each, got [${tasks.map((x) => x.index).join(', ')}]`);
-  });
+  const covered = tasks.reduce((s, t) => s + (t.count ?? 1), 0);
+  let next = 0;
+  for (const t of sorted) {
+    const c = t.count ?? 1;
+    if (t.index !== next || !Number.isInteger(c) || c < 1) {
+      throw new Error(`sumTaskGradients: task indices must be 0..${covered - 1} once each, got [${tasks.map((x) => (x.count && x.count !== 1 ? `${x.index}(+${x.count})` : `${x.index}`)).join(', ')}]`);
+    }
+    next += c;
+  }
   if (!sorted.length) throw new Error('sumTaskGradients: no tasks');
   const keys = Object.keys(sorted[0]!.grads).sort();
   const bufKeys = Object.keys(sorted[0]!.buffers ?? {}).sort();
@@ -139,7 +152,7 @@ export function sumTaskGradients(tasks: TaskGradient[]): {
     total += t.total;
     for (const [k, v] of Object.entries(t.metrics ?? {})) metrics[k] = (metrics[k] ?? 0) + v;
   }
-  return { n: sorted.length, loss, correct, total, grads, metrics, buffers };
+  return { n: covered, loss, correct, total, grads, metrics, buffers };
 }
 
 function addInto(acc: Float32Array, x: Float32Array, what: string): void {
