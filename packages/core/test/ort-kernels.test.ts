@@ -112,6 +112,10 @@ describe('onnxruntime kernels on wasm', () => {
       { a: [64, 300], b: [70, 300], ta: false, tb: true },
       { a: [3, 120, 50], b: [3, 50, 80], ta: false, tb: false },
       { a: [1, 120, 50], b: [4, 80, 50], ta: false, tb: true },
+      // MANN's small products: transposed A, batched with transposed B
+      { a: [4, 200], b: [4, 328], ta: true, tb: false },
+      { a: [4, 4, 40], b: [4, 128, 40], ta: false, tb: true },
+      { a: [4, 4, 128], b: [4, 4, 40], ta: true, tb: false },
     ];
     for (const c of cases) {
       expect(ortMatMulPlan(c.a, c.b, c.ta, c.tb), JSON.stringify(c)).not.toBeNull();
@@ -125,6 +129,11 @@ describe('onnxruntime kernels on wasm', () => {
     }
     expect(ortMatMulPlan([1, 80], [80, 64], false, false)).toBeNull();
     expect(ortMatMulPlan([2, 3, 4, 5], [2, 3, 5, 4], false, false)).toBeNull();
+    // transposed or batched products go from ORT_MATMUL_SLOW_MIN_MACS (2^15) on, plain 2-D ones from 2^20
+    expect(ortMatMulPlan([4, 200], [4, 328], true, false)).not.toBeNull();
+    expect(ortMatMulPlan([4, 4, 40], [4, 128, 40], false, true)).not.toBeNull();
+    expect(ortMatMulPlan([4, 200], [200, 328], false, false)).toBeNull();
+    expect(ortMatMulPlan([5, 64], [75, 64], false, true)).toBeNull();
   });
 
   it('Equal (with broadcasting, exact ties) equals the wasm kernel; small or int32 comparisons stay on wasm', () => {

@@ -1,5 +1,5 @@
 export { initEngine, engineInfo, type EngineInfo, type BackendName, type InitEngineOptions } from './init.js';
-export { installOrtKernels, ortKernelInfo, ortKernelThreads, ortConvPlan, ortMatMulPlan, ORT_MATMUL_MIN_MACS, ORT_ELEMENTWISE_MIN_SIZE } from './ort-kernels.js';
+export { installOrtKernels, ortKernelInfo, ortKernelThreads, ortConvPlan, ortMatMulPlan, ORT_MATMUL_MIN_MACS, ORT_MATMUL_SLOW_MIN_MACS, ORT_ELEMENTWISE_MIN_SIZE } from './ort-kernels.js';
 export { registerProjectGradients, projectGradientKernels } from './gradients.js';
 export {
   conv2d,

@@ -255,6 +255,13 @@ function conv2dOrt(args: KernelArgs): tf.TensorInfo {
 
 /** Batched matmuls of at least this many multiply-adds run in onnxruntime (below it, call overhead wins). */
 export const ORT_MATMUL_MIN_MACS = 1 << 20;
+/**
+ * Transposed or batched (rank 3, batch > 1) products go to onnxruntime from this size on: wasm runs
+ * them in its generic loops, not XNNPACK (measured on one core, µs per call, wasm → onnxruntime:
+ * MANN's [4,200]ᵀ·[4,328] 566 → 139, [4,328]·[200,328]ᵀ 337 → 51, [8,4,40]·[8,128,40]ᵀ 161 → 31;
+ * [5,64]·[75,64]ᵀ (24k multiply-adds) 28 → 36, so smaller ones stay).
+ */
+export const ORT_MATMUL_SLOW_MIN_MACS = 1 << 15;
 
 /** Output shape and key of a BatchMatMul call, or null when it stays on the wasm kernel. */
 export function ortMatMulPlan(aShape: readonly number[], bShape: readonly number[], transposeA: boolean, transposeB: boolean): { key: string; outShape: number[] } | null {
@@ -268,7 +275,8 @@ export function ortMatMulPlan(aShape: readonly number[], bShape: readonly number
   const bb = r === 3 ? bShape[0]! : 1;
   if (k !== k2 || (ba !== bb && ba !== 1 && bb !== 1)) return null;
   const batch = Math.max(ba, bb);
-  if (batch * m * n * k < ORT_MATMUL_MIN_MACS) return null;
+  const slow = transposeA || transposeB || batch > 1;
+  if (batch * m * n * k < (slow ? ORT_MATMUL_SLOW_MIN_MACS : ORT_MATMUL_MIN_MACS)) return null;
   const outShape = r === 3 ? [batch, m, n] : [m, n];
   return { key: `mm|${aShape.join('x')}|${bShape.join('x')}|${transposeA ? 1 : 0}${transposeB ? 1 : 0}`, outShape };
 }
