@@ -1,12 +1,9 @@
 /**
  * Task-parallel meta-batches of the memory family, median ms per meta-training step (random
  * Omniglot-shaped data: 20×20 for the sequence learners, 28×28×1 for MetaNet / IDeMe; wasm backend;
- * the example pipelines' learner sizes unless CONFIG overrides them):
- *  - metanet / ideme (task-parallel): in this thread (workers=1) vs on WORKERS worker threads, and
- *    the max relative parameter difference of the two;
- *  - mann / lstm-meta (single-threaded): their batched step (all B sequences as one [B, T, D]
- *    tensor, one backward pass) vs the same step split into B per-episode gradients in this thread
- *    (what a task-parallel version would compute, before any worker could share it).
+ * the example pipelines' learner sizes unless CONFIG overrides them),
+ * in this thread (workers=1) vs on WORKERS worker threads, and the max relative parameter difference
+ * of the two. MANN and lstm-meta run a worker's share of the meta-batch as one batch of sequences.
  *
  *   LEARNER=metanet BATCH=4 REPS=3 npx vitest run -c scripts/vitest.repro.config.ts scripts/parallel.repro.ts
  *
@@ -16,9 +13,8 @@
  */
 import { it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { Adam, Rng, WorkerPool, getLearner, initEngine, isTaskParallel, maxRelParamDiff, taskParallelStep, type Episode, type MetaLearner, type TaskParallelLearner } from '@metalearn/core';
-import { episodesToSequences, type SequenceLearner } from '@metalearn/memory';
-import { applyMeanGradients, variableTaskGrads } from '../src/parallel.js';
+import '@metalearn/memory'; // registers the learners
+import { Rng, WorkerPool, getLearner, initEngine, isTaskParallel, maxRelParamDiff, taskParallelStep, type Episode, type MetaLearner, type TaskParallelLearner } from '@metalearn/core';
 
 const id = process.env['LEARNER'] ?? 'mann';
 const B = Number(process.env['BATCH'] ?? (id === 'mann' || id === 'lstm-meta' ? 16 : 4));
@@ -54,11 +50,9 @@ it(`${id}: ms per meta-step`, async () => {
   const config = { ...size.config, ...(process.env['CONFIG'] ? JSON.parse(process.env['CONFIG']) : {}) };
   const ctx = { inputShape: size.shape, seed: 1 };
   const make = (): MetaLearner => getLearner(id).create(config, ctx);
-  const sequence = id === 'mann' || id === 'lstm-meta';
-  const modes = sequence ? ['batched', 'perEpisode'] : ['workers1', `workers${WORKERS}`];
-  const pool = sequence ? null : await WorkerPool.create({ size: WORKERS, modules: ['@metalearn/memory'], learner: { id, config, ctx } });
+  const modes = ['workers1', `workers${WORKERS}`];
+  const pool = await WorkerPool.create({ size: WORKERS, modules: ['@metalearn/memory'], learner: { id, config, ctx } });
   const learners: Record<string, MetaLearner> = Object.fromEntries(modes.map((m) => [m, make()]));
-  const splitAdam = new Adam({ lr: 1e-3, clipNorm: 10 });
   const times: Record<string, number[]> = Object.fromEntries(modes.map((m) => [m, []]));
   const rng = new Rng(3);
   try {
@@ -68,17 +62,7 @@ it(`${id}: ms per meta-step`, async () => {
       for (const mode of modes) {
         const l = learners[mode]!;
         const t0 = performance.now();
-        if (mode === 'perEpisode') {
-          // the batched step split into per-episode gradients (exact: see test/parallel.test.ts)
-          const s = l as unknown as SequenceLearner<never>;
-          const tasks = batch.map((e, index) => {
-            const seq = episodesToSequences([e], s.model.classes, new Rng(`split/${r}/${index}`));
-            const g = variableTaskGrads(s.params, () => s.loss(seq));
-            seq.dispose();
-            return { index, loss: g.loss, correct: 0, total: 0, grads: g.grads };
-          });
-          applyMeanGradients(id, s.params, splitAdam, tasks);
-        } else if (mode === 'batched' || mode === 'workers1') l.metaTrainStep(batch);
+        if (mode === 'workers1') l.metaTrainStep(batch);
         else taskParallelStep(l as TaskParallelLearner, batch, pool);
         if (r > 0) times[mode]!.push(performance.now() - t0);
       }
@@ -86,11 +70,10 @@ it(`${id}: ms per meta-step`, async () => {
     }
     const medianMs = Object.fromEntries(modes.map((m) => [m, Math.round(median(times[m]!))]));
     const [a, b] = modes.map((m) => learners[m]!);
-    const extra = sequence ? { taskParallel: false } : { taskParallel: isTaskParallel(a!), speedup: +(medianMs[modes[0]!]! / medianMs[modes[1]!]!).toFixed(2), maxRelParamDiff: maxRelParamDiff((a as TaskParallelLearner).getParams(), (b as TaskParallelLearner).getParams()) };
+    const extra = { taskParallel: isTaskParallel(a!), speedup: +(medianMs[modes[0]!]! / medianMs[modes[1]!]!).toFixed(2), maxRelParamDiff: maxRelParamDiff((a as TaskParallelLearner).getParams(), (b as TaskParallelLearner).getParams()) };
     console.log(JSON.stringify({ learner: id, metaBatch: B, reps: REPS, medianMs, ...extra, times }));
   } finally {
-    await pool?.close();
+    await pool.close();
     for (const l of Object.values(learners)) l.dispose();
-    splitAdam.dispose();
   }
 });
