@@ -46,3 +46,17 @@ export class RunLog {
 }
 
 export const minutes = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
+
+/** A JSON object from environment variable `name` ({} when unset); bad JSON names the variable. */
+export function envJson(name: string): Record<string, unknown> {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (e) {
+    throw new Error(`${name}: not valid JSON (${(e as Error).message}): ${raw}`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${name}: expected a JSON object, got ${raw}`);
+  return v as Record<string, unknown>;
+}

@@ -14,6 +14,7 @@
 import { it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@metalearn/memory'; // registers the learners
+import { envJson } from './common.js';
 import { Rng, WorkerPool, getLearner, initEngine, isTaskParallel, maxRelParamDiff, taskParallelStep, type Episode, type MetaLearner, type TaskParallelLearner } from '@metalearn/core';
 
 const id = process.env['LEARNER'] ?? 'mann';
@@ -47,7 +48,7 @@ it(`${id}: ms per meta-step`, async () => {
   const size = sizes[id];
   if (!size) throw new Error(`LEARNER must be one of ${Object.keys(sizes).join(', ')}`);
   await initEngine({ backend: 'wasm', quiet: true });
-  const config = { ...size.config, ...(process.env['CONFIG'] ? JSON.parse(process.env['CONFIG']) : {}) };
+  const config = { ...size.config, ...envJson('CONFIG') };
   const ctx = { inputShape: size.shape, seed: 1 };
   const make = (): MetaLearner => getLearner(id).create(config, ctx);
   const modes = ['workers1', `workers${WORKERS}`];

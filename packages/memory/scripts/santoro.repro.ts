@@ -12,7 +12,7 @@ import { Rng, WorkerPool, evaluateByInstance, getLearner, taskParallelStep, type
 import { EpisodeSampler } from '@metalearn/data';
 import '@metalearn/memory'; // registers mann and lstm-meta
 import type { SequenceLearner } from '@metalearn/memory';
-import { augmented, haveOmniglot, minutes, omniglot, RunLog, setup } from './common.js';
+import { augmented, envJson, haveOmniglot, minutes, omniglot, RunLog, setup } from './common.js';
 
 const learnerId = process.env['LEARNER'] ?? 'mann';
 
@@ -23,7 +23,7 @@ it.skipIf(!haveOmniglot())(`Santoro protocol: ${learnerId} (skips without ../sha
   const train = new EpisodeSampler(ds, 'train', spec, 'santoro-train');
   const test = new EpisodeSampler(ds, 'test', spec, 'santoro-test');
   const batch = Number(process.env['BATCH'] ?? 16);
-  const cfg = { lr: Number(process.env['LR'] ?? 1e-3), ...(JSON.parse(process.env['CONFIG'] ?? '{}') as Record<string, unknown>) };
+  const cfg = { lr: Number(process.env['LR'] ?? 1e-3), ...envJson('CONFIG') };
   const ctx = { inputShape: [...ds.featureShape], seed: 1 };
   const learner = getLearner(learnerId).create(cfg, ctx) as unknown as SequenceLearner<never>;
   const workers = Number(process.env['WORKERS'] ?? 1);
