@@ -10,6 +10,8 @@
  * maml2_5w1s_metabatch4_5step); with --torch FILE (that script's JSON lines) the ratio is printed.
  *
  *   node packages/optim/dist/repro/bench.js --out results/optim-bench [--torch torch.jsonl]
+ *
+ * --imaml-jvp adds iMAML's Gauss-Newton CG step with exact vs finite-difference J v (cgJvp).
  */
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
@@ -29,7 +31,7 @@ function disposeEp(e: Episode) {
 }
 
 async function main() {
-  const a = parseArgs(process.argv.slice(2), { out: 'results/optim-bench', steps: '1,5,10,20', filters: 64, reps: 5, torch: '', backend: 'wasm', 'skip-speed': false, 'skip-memory': false });
+  const a = parseArgs(process.argv.slice(2), { out: 'results/optim-bench', steps: '1,5,10,20', filters: 64, reps: 5, torch: '', backend: 'wasm', 'skip-speed': false, 'skip-memory': false, 'imaml-jvp': false });
   const info = await initEngine({ backend: a.backend as 'wasm' | 'cpu', quiet: true });
   const shape = [28, 28, 1];
   const rng = new Rng(0);
@@ -108,6 +110,30 @@ async function main() {
       l.dispose();
     }
     result.speed = speed;
+  }
+
+  if (a['imaml-jvp']) {
+    // iMAML's Gauss-Newton CG with exact (double-backward) vs finite-difference J v, at the settings
+    // of examples/optim-imaml-omniglot.yaml (8 steps α 0.1, λ 2, 5 CG steps, 1 training query per
+    // class), median ms per meta-batch of 4 tasks; the two alternate within each repetition
+    const mk = (cgJvp: string) => getLearner('imaml').create({ backbone, innerSteps: 8, innerLr: 0.1, lambda: 2, cgSteps: 5, cgMatrix: 'gauss-newton', cgJvp }, { inputShape: shape, seed: 1 });
+    const learners = { exact: mk('exact'), 'finite-difference': mk('finite-difference') };
+    const batch = [0, 1, 2, 3].map(() => randomEpisode(rng, 5, 1, 1, shape));
+    const times: Record<string, number[]> = { exact: [], 'finite-difference': [] };
+    for (let i = 0; i < (a.reps as number) + 1; i++) {
+      for (const [k, l] of Object.entries(learners)) {
+        const t0 = performance.now();
+        l.metaTrainStep(batch);
+        if (i > 0) times[k]!.push(performance.now() - t0);
+      }
+    }
+    const med = (xs: number[]) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+    const row = { workload: 'imaml_gn_5w1s_1query_metabatch4_8step_5cg', exactMs: +med(times.exact!).toFixed(1), finiteDifferenceMs: +med(times['finite-difference']!).toFixed(1), speedup: 0 };
+    row.speedup = +(row.exactMs / row.finiteDifferenceMs).toFixed(2);
+    process.stderr.write(`[bench] ${JSON.stringify(row)}\n`);
+    result.imamlJvp = row;
+    batch.forEach(disposeEp);
+    Object.values(learners).forEach((l) => l.dispose());
   }
   const f = writeOut(a.out as string, 'bench.json', JSON.stringify(result, null, 2));
   console.log(JSON.stringify(result));
