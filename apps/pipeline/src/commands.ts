@@ -35,7 +35,7 @@ import '@metalearn/optim';
 import '@metalearn/memory';
 import { datasetIds, datasetSchema, openDataset } from './datasets.js';
 import { imagePreprocess, isImageFile, loadImages, readFloatFile, type ExampleBatch, type Preprocess } from './inputs.js';
-import { loadPipeline, type PipelineConfig } from './validate.js';
+import { loadPipeline, validateLearnerOptions, type PipelineConfig } from './validate.js';
 
 /** An error in what the user gave (file, field, option): the CLI prints it and exits 2. */
 export class InputError extends Error {
@@ -83,7 +83,7 @@ function readStructured(file: string): Record<string, unknown> {
  * pipeline file, or a dataset config `{type, ...options, split?}` (JSON/YAML); by default from the
  * pipeline recorded in the checkpoint (`meta.pipeline`).
  */
-export async function loadTrained(checkpoint: string, opts: { data?: string } = {}): Promise<Trained> {
+export async function loadTrained(checkpoint: string, opts: { data?: string; set?: Record<string, unknown> } = {}): Promise<Trained> {
   if (!fs.existsSync(checkpoint)) throw new InputError(`checkpoint ${checkpoint}: file not found`);
   let ckFile = checkpoint;
   if (fs.statSync(checkpoint).isDirectory()) {
@@ -142,10 +142,11 @@ export async function loadTrained(checkpoint: string, opts: { data?: string } = 
     throw new InputError(`${dataFile}: dataset '${dataset.name}' has examples of shape [${dataset.featureShape}], checkpoint ${ckFile} was trained on [${inputShape}]`);
   }
   const seed = meta.seed ?? pipeline?.train.seed ?? 0;
+  const config = withOverrides(ck, ckFile, opts.set);
   let learner: MetaLearner;
   try {
     const factory = getLearner(ck.learner);
-    learner = factory.create(ck.config, { inputShape, seed });
+    learner = factory.create(config, { inputShape, seed });
     learner.load(ck);
   } catch (e) {
     throw new InputError(`checkpoint ${ckFile}: cannot restore learner '${ck.learner}': ${(e as Error).message}`);
@@ -153,7 +154,24 @@ export async function loadTrained(checkpoint: string, opts: { data?: string } = 
   return { checkpoint: ckFile, ck, learner, dataset, testSplit, seed, pipeline, inputShape, invert: dsOpts['invert'] === true };
 }
 
+/**
+ * The checkpoint's learner config with `set` (eval's `--set field=value`) applied on top, checked
+ * against the learner's schema: e.g. iMAML's `evalInnerSteps` / `evalLambda`, chosen after training.
+ */
+function withOverrides(ck: Checkpoint, ckFile: string, set: Record<string, unknown> | undefined): unknown {
+  if (!set || !Object.keys(set).length) return ck.config;
+  const config = { ...(ck.config as Record<string, unknown>), ...set };
+  const issues = validateLearnerOptions(ck.learner, structuredClone(config));
+  if (issues.length) {
+    const what = issues.map((i) => `${i.path.replace(/^\/learner\//, '')}: ${i.message}${i.allowed ? ` (allowed: ${i.allowed.join(', ')})` : ''}`);
+    throw new InputError(`--set on checkpoint ${ckFile} (learner '${ck.learner}'): ${what.join('; ')}`);
+  }
+  return config;
+}
+
 export interface EvalOptions {
+  /** learner config fields replaced before the learner is restored (`--set field=value`) */
+  set?: Record<string, unknown>;
   data?: string;
   episodes?: number;
   ways?: number;
@@ -169,6 +187,8 @@ export interface EvalOptions {
 export interface EvalSummary extends EvalResult {
   checkpoint: string;
   learner: string;
+  /** the `--set` overrides, when given */
+  set?: Record<string, unknown>;
   dataset: string;
   split: string;
   ways: number;
@@ -187,7 +207,7 @@ export interface EvalSummary extends EvalResult {
  * run` (seed `(seed, 'test', i)`), so with the pipeline's settings the figure equals the run's.
  */
 export async function evalCheckpoint(checkpoint: string, opts: EvalOptions = {}): Promise<EvalSummary> {
-  const t = await loadTrained(checkpoint, { data: opts.data });
+  const t = await loadTrained(checkpoint, { data: opts.data, set: opts.set });
   try {
     const ev = t.pipeline?.evaluate;
     const withinGroup = opts.withinGroup ?? ev?.withinGroup;
@@ -208,7 +228,8 @@ export async function evalCheckpoint(checkpoint: string, opts: EvalOptions = {})
       evaluate(t.learner, eps(), { ...(engine === 'onnxruntime' ? { scorer: (ep: Episode) => ortScore(t.learner, ep) } : {}), ...(opts.onEpisode ? { onEpisode: opts.onEpisode } : {}) }),
     );
     const byInstance = isSequenceEvaluator(t.learner) ? evaluateByInstance(t.learner, (i) => sampler.episode(i), n, spec.shots + spec.queries, seed) : undefined;
-    return { ...res, checkpoint: t.checkpoint, learner: t.ck.learner, dataset: t.dataset.name, split: t.testSplit, ...spec, episodes: n, engine, seed, ...(byInstance ? { accuracyByInstance: byInstance } : {}) };
+    const set = opts.set && Object.keys(opts.set).length ? { set: opts.set } : {};
+    return { ...res, checkpoint: t.checkpoint, learner: t.ck.learner, ...set, dataset: t.dataset.name, split: t.testSplit, ...spec, episodes: n, engine, seed, ...(byInstance ? { accuracyByInstance: byInstance } : {}) };
   } finally {
     t.learner.dispose();
   }

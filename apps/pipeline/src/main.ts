@@ -18,7 +18,8 @@ usage:
   metalearn validate <pipeline.yaml|json>
   metalearn list
   metalearn eval <checkpoint> [--episodes N] [--ways N] [--shots N] [--queries N]
-                 [--data <pipeline file | dataset config>] [--engine onnxruntime|tfjs] [--seed N] [--json]
+                 [--data <pipeline file | dataset config>] [--engine onnxruntime|tfjs] [--seed N]
+                 [--set field=value]... [--json]
   metalearn export <checkpoint> --support <class-folder | episode-set.json | support.json>
                  --out model.onnx [--data FILE] [--episode I] [--tolerance T]
   metalearn predict <model.onnx> <input.png | inputs.json | inputs.npy>... [--json]
@@ -33,7 +34,8 @@ validate  check a pipeline file against the schema (exit 2 with every error on f
 list      registered learners, datasets and compute backends
 eval      accuracy (mean ± 95% CI) of a checkpoint (file, or a run directory: its LATEST) on test
           episodes drawn as run draws them (same seed, same figure); data from the pipeline the
-          checkpoint records, or --data
+          checkpoint records, or --data; --set replaces a learner config field (checked against
+          the learner's schema), e.g. --set evalInnerSteps=16 --set evalLambda=0.5 (iMAML)
 export    adapt the checkpoint's learner on a support set (image folder <class>/*.png, episode-set
           file, or JSON {x, y, classes}), export ONNX, check it in onnxruntime against tfjs, then
           write --out atomically (class names kept in the model's metadata)
@@ -64,6 +66,8 @@ interface Args {
   shots?: number;
   queries?: number;
   tolerance?: number;
+  /** eval: learner config overrides (`--set field=value`, repeatable) */
+  set?: Record<string, unknown>;
   /** raw arguments after `bench` (its own options) */
   benchArgs: string[];
 }
@@ -75,7 +79,7 @@ const ALLOWED: Record<string, string[]> = {
   run: ['--out', '--resume', '--seed', '--plain'],
   validate: [],
   list: [],
-  eval: ['--episodes', '--ways', '--shots', '--queries', '--data', '--engine', '--seed', '--json'],
+  eval: ['--episodes', '--ways', '--shots', '--queries', '--data', '--engine', '--seed', '--json', '--set'],
   export: ['--support', '--out', '--data', '--episode', '--tolerance'],
   predict: ['--json'],
 };
@@ -111,6 +115,20 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--out' || s === '-o') a.out = val();
     else if (flag === '--seed') a.seed = int(-Infinity);
     else if (flag === '--data') a.data = val();
+    else if (flag === '--set') {
+      const v = val();
+      const eq = v.indexOf('=');
+      const key = eq > 0 ? v.slice(0, eq) : '';
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key) || eq === v.length - 1) throw new UsageError(`--set expects field=value (a learner config field, value as JSON or a plain string), got '${v}'`);
+      const raw = v.slice(eq + 1);
+      let value: unknown;
+      try {
+        value = JSON.parse(raw);
+      } catch {
+        value = raw;
+      }
+      (a.set ??= {})[key] = value;
+    }
     else if (flag === '--support') a.support = val();
     else if (flag === '--episodes') a.episodes = int(1);
     else if (flag === '--episode') a.episode = int(0);
@@ -307,12 +325,13 @@ async function toolCommand(args: Args, io: CliIO): Promise<number> {
         queries: args.queries,
         engine: args.engine,
         seed: args.seed,
+        set: args.set,
       });
       if (args.json) {
         const { accuracies: _a, ...rest } = r;
         io.stdout(JSON.stringify(rest) + '\n');
       } else {
-        io.stdout(`${r.learner} on ${r.dataset} (split ${r.split}): ${r.ways}-way ${r.shots}-shot accuracy ${formatPercentCI(r)} over ${r.n} test episodes (${r.engine}, seed ${r.seed})${r.accuracyByInstance ? `; by instance ${formatByInstance(r.accuracyByInstance)}` : ''}\n`);
+        io.stdout(`${r.learner} on ${r.dataset} (split ${r.split}): ${r.ways}-way ${r.shots}-shot accuracy ${formatPercentCI(r)} over ${r.n} test episodes (${r.engine}, seed ${r.seed}${r.set ? `, ${Object.entries(r.set).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' ')}` : ''})${r.accuracyByInstance ? `; by instance ${formatByInstance(r.accuracyByInstance)}` : ''}\n`);
       }
       return EXIT.ok;
     }

@@ -8,9 +8,10 @@ import { InputError, evalCheckpoint, main } from '../src/index.js';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'metalearn-cross-domain-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function capture(): { io: Parameters<typeof main>[1]; err: () => string } {
+function capture(): { io: Parameters<typeof main>[1]; err: () => string; out: () => string } {
   let e = '';
-  return { io: { stdout: () => {}, stderr: (s) => void (e += s), progress: null, signals: false }, err: () => e };
+  let o = '';
+  return { io: { stdout: (s) => void (o += s), stderr: (s) => void (e += s), progress: null, signals: false }, err: () => e, out: () => o };
 }
 
 function write(name: string, text: string): string {
@@ -105,6 +106,21 @@ describe('cross-domain evaluation (evaluate.dataset)', () => {
     const g = await evalCheckpoint(out, { data: glyphs, ways: 4, queries: 2, episodes: 6 });
     expect(g.dataset).toBe('synthetic-glyphs');
     expect(g.mean).toBeLessThan(1);
+    // --set: a learner config field replaced at evaluation (checked against the learner's schema)
+    const cos = await evalCheckpoint(out, { data: glyphs, ways: 4, queries: 2, episodes: 6, set: { distance: 'cosine', cosineScale: 5 } });
+    expect(cos.set).toEqual({ distance: 'cosine', cosineScale: 5 });
+    expect(cos.accuracies).not.toEqual(g.accuracies);
+    await expect(evalCheckpoint(out, { set: { nonsense: 1 } })).rejects.toThrow(/--set on checkpoint .*\(learner 'protonet'\): nonsense: unknown property 'nonsense'/);
+    await expect(evalCheckpoint(out, { set: { distance: 'manhattan' } })).rejects.toThrow(InputError);
+    const c2 = capture();
+    expect(await main(['eval', out, '--set', 'distance=manhattan'], c2.io)).toBe(2);
+    expect(c2.err()).toMatch(/distance: must be one of the allowed values, got "manhattan" \(allowed: sqeuclidean, cosine\)/);
+    const c3 = capture();
+    expect(await main(['eval', out, '--set', 'distance'], c3.io)).toBe(2);
+    expect(c3.err()).toMatch(/--set expects field=value/);
+    const c4 = capture();
+    expect(await main(['eval', out, '--json', '--set', 'distance=cosine', '--set', 'cosineScale=5', '--data', glyphs, '--ways', '4', '--queries', '2', '--episodes', '6'], c4.io)).toBe(0);
+    expect(JSON.parse(c4.out())).toMatchObject({ set: { distance: 'cosine', cosineScale: 5 }, mean: cos.mean });
   });
 
   it('an evaluation dataset of another shape is an error naming evaluate.dataset: exit 2, nothing written', async () => {
