@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Params, Task } from './types.js';
 import type { InnerLoopSpec, TaskGradResult } from './maml.js';
 import { innerLoop, splitMeta } from './maml.js';
-import { disposeParams, dotParams, fromList, keysOf, mapParams, toList } from './params.js';
+import { disposeParams, dotParams, fromList, keysOf, mapParams, normOf, toList } from './params.js';
 
 /**
  * Hessian-vector product H·v of the (unregularised) support loss at φ, by differentiating
@@ -71,9 +71,9 @@ export function finiteDifferenceGaussNewton(
 ): { product: (v: Params) => Params; dispose: () => void } {
   const ctx = spec.ctx ?? { training: true };
   const z = tf.tidy(() => spec.net.apply(phi, x, ctx));
-  const phiNorm = Math.sqrt(sqNorm(phi, keys));
+  const phiNorm = normOf(Object.fromEntries(keys.map((k) => [k, phi[k]!])));
   const product = (v: Params): Params => {
-    const vNorm = Math.sqrt(sqNorm(v, keys));
+    const vNorm = normOf(Object.fromEntries(keys.map((k) => [k, v[k]!])));
     if (!(vNorm > 0)) return Object.fromEntries(keys.map((k) => [k, tf.zerosLike(v[k]!)]));
     const h = (relStep * Math.max(phiNorm, 1)) / vNorm;
     return tf.tidy(() => {
@@ -85,13 +85,6 @@ export function finiteDifferenceGaussNewton(
     });
   };
   return { product, dispose: () => z.dispose() };
-}
-
-function sqNorm(p: Params, keys: string[]): number {
-  const t = tf.tidy(() => tf.addN(keys.map((k) => tf.sum(tf.square(p[k]!)))));
-  const v = t.dataSync()[0]!;
-  t.dispose();
-  return v;
 }
 
 export interface CgResult {
@@ -187,6 +180,8 @@ export interface ImamlTaskGradResult extends TaskGradResult {
 export function imamlTaskGrad(spec: InnerLoopSpec, meta: Params, task: Task, opts: ImamlOptions): ImamlTaskGradResult {
   const { net, lrs } = splitMeta(meta);
   if (Object.keys(lrs).length) throw new Error('iMAML does not support learned learning rates');
+  // checked before any tensor is made, so a bad option leaks nothing
+  if (opts.cgJvp === 'finite-difference' && opts.cgMatrix !== 'gauss-newton') throw new Error("iMAML: cgJvp 'finite-difference' needs cgMatrix 'gauss-newton'");
   const keys = keysOf(spec.adaptKeys ? Object.fromEntries(spec.adaptKeys.map((k) => [k, net[k]!])) : net);
   const proxSpec: InnerLoopSpec = { ...spec, proximal: { lambda: opts.lambda, anchor: net } };
   const phi = innerLoop(proxSpec, net, task.xs, task.ys, false);
@@ -202,7 +197,6 @@ export function imamlTaskGrad(spec: InnerLoopSpec, meta: Params, task: Task, opt
   );
   const gq = fromList(allKeys, q.grads);
   const b: Params = Object.fromEntries(keys.map((k) => [k, gq[k]!]));
-  if (opts.cgJvp === 'finite-difference' && opts.cgMatrix !== 'gauss-newton') throw new Error("iMAML: cgJvp 'finite-difference' needs cgMatrix 'gauss-newton'");
   const fd = opts.cgJvp === 'finite-difference' ? finiteDifferenceGaussNewton(spec, phi, task.xs, task.ys, keys, opts.fdStep) : null;
   const A = (v: Params): Params => {
     const hv = fd ? fd.product(v) : (opts.cgMatrix === 'gauss-newton' ? gaussNewtonVectorProduct : hessianVectorProduct)(spec, phi, task.xs, task.ys, v, keys);

@@ -217,5 +217,14 @@ describe('Gauss-Newton products for iMAML (cgMatrix: gauss-newton)', () => {
     expect(() => resolveOptimConfig('imaml', { cgJvp: 'finite-difference' })).toThrow(/cgJvp.*cgMatrix 'gauss-newton'/);
     expect(() => resolveOptimConfig('imaml', { cgJvp: 'forward' as never })).toThrow(/cgJvp.*one of exact, finite-difference/);
     expect(resolveOptimConfig('imaml', { cgMatrix: 'gauss-newton', cgJvp: 'finite-difference' }).fdStep).toBe(1e-4);
+    // called directly: the same error, before any tensor is made
+    const net = tinyMlp([1, 3, 1], 'tanh');
+    const theta = net.init(new Rng(3));
+    const task = sineTask(new Rng(4), 5, 5);
+    const before = tf.memory().numTensors;
+    expect(() => imamlTaskGrad({ net, loss: mse, steps: 2, lr: 0.1 }, theta, task, { lambda: 2, cgSteps: 2, cgJvp: 'finite-difference' })).toThrow(/needs cgMatrix 'gauss-newton'/);
+    expect(tf.memory().numTensors).toBe(before);
+    Object.values(task).forEach((t) => t.dispose());
+    Object.values(theta).forEach((t) => t.dispose());
   });
 });
