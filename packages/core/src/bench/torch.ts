@@ -51,6 +51,11 @@ export const TORCH_COUNTERPART: Readonly<Record<string, string>> = {
   fomaml_5w1s_metabatch4_1step: 'fomaml_5w1s_metabatch4_1step',
   maml2_5w1s_metabatch4_1step: 'maml2_5w1s_metabatch4_1step',
   maml2_5w1s_metabatch4_5step: 'maml2_5w1s_metabatch4_5step',
+  graph_conv4_fwd_bwd_batch80: 'conv4_fwd_bwd_batch80',
+  graph_protonet_5w1s_episode: 'protonet_5w1s_episode',
+  graph_fomaml_5w1s_metabatch4_1step: 'fomaml_5w1s_metabatch4_1step',
+  graph_maml2_5w1s_metabatch4_1step: 'maml2_5w1s_metabatch4_1step',
+  graph_maml2_5w1s_metabatch4_5step: 'maml2_5w1s_metabatch4_5step',
   onnx_conv4_fwd_batch80: 'conv4_fwd_batch80',
   protonet_eval_5w1s_600ep_onnx: 'protonet_eval_5w1s_600ep',
 };

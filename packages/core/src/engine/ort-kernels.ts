@@ -35,15 +35,15 @@ import { OnnxGraphBuilder } from '../onnx/builder.js';
 
 const require = createRequire(import.meta.url);
 
-interface OrtTensorCtor {
+export interface OrtTensorCtor {
   new (type: 'float32' | 'bool', data: Float32Array | Uint8Array, dims: readonly number[]): unknown;
 }
-interface SyncSession {
+export interface SyncSession {
   loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: Record<string, unknown>): void;
   run(feeds: Record<string, unknown>, fetches: Record<string, unknown>, options: Record<string, unknown>): Record<string, unknown>;
   dispose(): void;
 }
-interface OrtBinding {
+export interface OrtBinding {
   binding: { InferenceSession: new () => SyncSession };
   initOrt(): void;
 }
@@ -58,7 +58,7 @@ type KernelArgs = Parameters<tf.KernelFunc>[0];
 let ort: { Tensor: OrtTensorCtor; binding: OrtBinding } | null | undefined;
 
 /** onnxruntime-node's tensor class and native binding, or null when they cannot be loaded. */
-function loadOrtSync(): { Tensor: OrtTensorCtor; binding: OrtBinding } | null {
+export function loadOrtSync(): { Tensor: OrtTensorCtor; binding: OrtBinding } | null {
   if (ort !== undefined) return ort;
   try {
     const mod = require('onnxruntime-node') as { Tensor: OrtTensorCtor };

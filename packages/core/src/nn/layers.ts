@@ -136,8 +136,8 @@ export class Dense implements Layer {
 
   toOnnx(g: OnnxGraphBuilder, p: Params, input: string, ctx: ExportContext): string {
     const x = ctx.channelsLast(input);
-    const w = g.addInitializer(g.uniqueName(`${this.name}.weight`), need(p, 'weight', this));
-    const b = this.useBias ? g.addInitializer(g.uniqueName(`${this.name}.bias`), need(p, 'bias', this)) : null;
+    const w = g.addParam(`${this.name}.weight`, need(p, 'weight', this));
+    const b = this.useBias ? g.addParam(`${this.name}.bias`, need(p, 'bias', this)) : null;
     if (ctx.rank === 2) return g.addNode('Gemm', b ? [x, w, b] : [x, w], {}, { output: g.uniqueName(this.name) });
     const y = g.addNode('MatMul', [x, w]);
     return b ? g.addNode('Add', [y, b], {}, { output: g.uniqueName(this.name) }) : y;
@@ -222,11 +222,9 @@ abstract class ConvBase implements Layer {
   toOnnx(g: OnnxGraphBuilder, p: Params, input: string, ctx: ExportContext): string {
     const spatial = ctx.shape.slice(0, this.dims);
     const x = ctx.channelsFirst(input);
-    const wt = tf.tidy(() => tf.transpose(need(p, 'weight', this), this.dims === 2 ? [3, 2, 0, 1] : [2, 1, 0]));
-    const w = g.addInitializer(g.uniqueName(`${this.name}.weight`), wt);
-    wt.dispose();
+    const w = g.addParam(`${this.name}.weight`, need(p, 'weight', this), { perm: this.dims === 2 ? [3, 2, 0, 1] : [2, 1, 0] });
     const ins = [x, w];
-    if (this.useBias) ins.push(g.addInitializer(g.uniqueName(`${this.name}.bias`), need(p, 'bias', this)));
+    if (this.useBias) ins.push(g.addParam(`${this.name}.bias`, need(p, 'bias', this)));
     return g.addNode(
       'Conv',
       ins,
@@ -382,8 +380,8 @@ export class BatchNorm implements Layer {
       const variance = g.addNode('ReduceMean', [g.addNode('Mul', [d, d])], { axes, keepdims: 1 });
       const std = g.addNode('Sqrt', [g.addNode('Add', [variance, g.float(this.epsilon, [], `${this.name}.epsilon`)])]);
       if (!this.affine) return g.addNode('Div', [d, std], {}, { output: out });
-      const gam = g.addInitializer(g.uniqueName(`${this.name}.weight`), { data: need(p, 'weight', this).dataSync() as Float32Array, shape: bshape });
-      const bet = g.addInitializer(g.uniqueName(`${this.name}.bias`), { data: need(p, 'bias', this).dataSync() as Float32Array, shape: bshape });
+      const gam = g.addParam(`${this.name}.weight`, need(p, 'weight', this), { shape: bshape });
+      const bet = g.addParam(`${this.name}.bias`, need(p, 'bias', this), { shape: bshape });
       return g.addNode('Add', [g.addNode('Mul', [d, g.addNode('Div', [gam, std])]), bet], {}, { output: out });
     }
     const st = ctx.state;

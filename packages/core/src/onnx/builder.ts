@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import type { onnx as OnnxNs } from 'onnx-proto';
 import type { OnnxModel } from '../contracts.js';
 
@@ -138,6 +138,28 @@ export class OnnxGraphBuilder {
     return name;
   }
 
+  /**
+   * A layer parameter as a graph value, named from `base` (a fresh name). `perm` transposes it and
+   * `shape` reshapes it first (e.g. tfjs' [kh, kw, in, out] filter to ONNX's [out, in, kh, kw]). Here it
+   * becomes an initializer holding the transformed values; a {@link TraceGraph} (graph training) makes
+   * it a graph input (or an adapted value) followed by the same Transpose / Reshape as nodes, so layers
+   * must pass parameters through this method (or {@link addInitializer} with the tensor itself) and
+   * never read their values.
+   */
+  addParam(base: string, value: tf.Tensor, opts: { perm?: number[]; shape?: number[] } = {}): string {
+    if (opts.perm && opts.shape) throw new Error(`OnnxGraphBuilder.addParam('${base}'): give perm or shape, not both`);
+    if (opts.perm) {
+      const t = tf.transpose(value, opts.perm);
+      try {
+        return this.addInitializer(this.uniqueName(base), t);
+      } finally {
+        t.dispose();
+      }
+    }
+    if (opts.shape) return this.addInitializer(this.uniqueName(base), { data: value.dataSync() as Float32Array, shape: opts.shape });
+    return this.addInitializer(this.uniqueName(base), value);
+  }
+
   /** Like {@link addInitializer} but picks a fresh name from `base`. */
   addConstant(base: string, value: tf.Tensor | OnnxTensorData, dtype?: OnnxDType): string {
     return this.addInitializer(this.uniqueName(base), value, dtype);
@@ -183,6 +205,11 @@ export class OnnxGraphBuilder {
     const attribute = Object.entries(attrs).map(([k, v]) => this.attributeProto(k, v));
     this.nodes.push({ opType: op, input: inputs, output: outs, name: nodeName, attribute, domain: opts.domain ?? '' });
     return outs;
+  }
+
+  /** The graph inputs declared so far. */
+  graphInputs(): { name: string; shape: OnnxDim[]; dtype: OnnxDType }[] {
+    return this.inputs.map((i) => ({ ...i, shape: [...i.shape] }));
   }
 
   /** Number of nodes so far. */

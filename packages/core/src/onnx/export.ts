@@ -2,7 +2,7 @@ import type { OnnxModel } from '../contracts.js';
 import type { Params } from '../nn/types.js';
 import type { Sequential } from '../nn/sequential.js';
 import { OnnxGraphBuilder, type OnnxDim } from './builder.js';
-import { ExportContext } from './context.js';
+import { emitLayers } from './trace.js';
 
 export interface ExportOptions {
   /** buffers (batch-norm running statistics), flat keys as from `model.initState()` */
@@ -41,22 +41,11 @@ export function exportOnnx(model: Sequential, params: Params, opts: ExportOption
   const outputName = opts.outputName ?? 'output';
   if (inputName === outputName) throw new Error(`exportOnnx: inputName and outputName must differ (both '${inputName}')`);
   let cur = g.addInput(inputName, onnxShape(model.inputShape, batch));
-  const ctx = new ExportContext(g, { batchStats: opts.batchStats });
-  const pv = model.localViews(params);
-  const sv = model.localViews(opts.state);
-  model.layers.forEach((l, i) => {
-    ctx.shape = [...model.shapes[i]!];
-    ctx.state = opts.state ? sv[i] : undefined;
-    try {
-      cur = l.toOnnx(g, pv[i]!, cur, ctx);
-    } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      throw new Error(`exportOnnx: layer ${i} (${l.kind} '${l.name}') failed: ${msg}`, { cause: e });
-    }
-    if (!g.has(cur)) throw new Error(`exportOnnx: layer ${i} (${l.kind} '${l.name}') returned '${cur}', which is not a value of the graph`);
-  });
-  ctx.shape = [...model.outputShape];
-  cur = ctx.channelsLast(cur);
+  try {
+    cur = emitLayers(g, model, params, cur, { batchStats: opts.batchStats, state: opts.state });
+  } catch (e) {
+    throw new Error(`exportOnnx: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
   const out = g.addNode('Identity', [cur], {}, { output: outputName });
   g.addOutput(out, onnxShape(model.outputShape, batch));
   return g.build({ metadata: { layers: model.layers.map((l) => `${l.name}:${l.kind}`).join(','), ...(opts.metadata ?? {}) } });

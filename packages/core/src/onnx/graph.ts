@@ -1,0 +1,186 @@
+import * as os from 'node:os';
+import type { Sequential } from '../nn/sequential.js';
+import type { Params } from '../nn/types.js';
+import { loadOrtSync, type OrtTensorCtor, type SyncSession } from '../engine/ort-kernels.js';
+import { appendGradients } from './autodiff.js';
+import { emitLayers, symbolicParams, TraceGraph } from './trace.js';
+
+/**
+ * Graph training on onnxruntime: a whole training step (forward, loss, gradients — for MAML also the
+ * inner loop and its second-order terms) is one ONNX graph run by one onnxruntime session on all
+ * cores. The graph is built from the same layer definitions (`toOnnx`) that export models, and
+ * differentiated by {@link appendGradients}; a graph is compiled once per batch geometry.
+ */
+
+/** Threads of a graph session: env METALEARN_GRAPH_THREADS, else the machine's cores. */
+export function graphThreads(): number {
+  const env = process.env['METALEARN_GRAPH_THREADS'];
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`env METALEARN_GRAPH_THREADS: expected a positive integer, got '${env}'`);
+    return n;
+  }
+  return Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
+}
+
+export interface OrtGraphOptions {
+  /** intra-op threads (default {@link graphThreads}) */
+  threads?: number;
+}
+
+/**
+ * One compiled graph: named float32 inputs in, the requested outputs out (written into buffers the
+ * graph owns; `run` returns them, valid until the next `run`). Runs synchronously.
+ */
+export class OrtGraph {
+  private session: SyncSession | null;
+  private readonly outBufs: Record<string, Float32Array> = {};
+  private readonly outTensors: Record<string, unknown> = {};
+  private readonly Tensor: OrtTensorCtor;
+  readonly inputShapes: Record<string, number[]> = {};
+  readonly outputShapes: Record<string, number[]> = {};
+  readonly nodeCount: number;
+
+  constructor(g: TraceGraph, outputs: Record<string, string>, opts: OrtGraphOptions = {}) {
+    const ort = loadOrtSync();
+    if (!ort) throw new Error('OrtGraph: onnxruntime-node could not be loaded');
+    this.Tensor = ort.Tensor;
+    for (const [name, v] of Object.entries(outputs)) {
+      const shape = g.shapeOf(v);
+      const out = name === v ? v : g.addNode('Identity', [v], {}, { output: name });
+      g.addOutput(out, shape);
+      this.outputShapes[name] = shape;
+      const buf = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      this.outBufs[name] = buf;
+      this.outTensors[name] = new ort.Tensor('float32', buf, shape);
+    }
+    for (const i of g.graphInputs()) this.inputShapes[i.name] = i.shape as number[];
+    this.nodeCount = g.nodeCount;
+    const bytes = g.build().bytes;
+    const threads = opts.threads ?? graphThreads();
+    const s = new ort.binding.binding.InferenceSession();
+    s.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      ...(process.env['METALEARN_GRAPH_PROFILE'] ? { enableProfiling: true, profileFilePrefix: process.env['METALEARN_GRAPH_PROFILE'] } : {}),
+    });
+    this.session = s;
+  }
+
+  /** Run with every input fed (float32, in the declared shapes); returns the outputs by name. */
+  run(feeds: Record<string, Float32Array>): Record<string, Float32Array> {
+    if (!this.session) throw new Error('OrtGraph: released');
+    const inputs: Record<string, unknown> = {};
+    for (const [name, shape] of Object.entries(this.inputShapes)) {
+      const d = feeds[name];
+      if (!d) throw new Error(`OrtGraph: missing input '${name}'`);
+      const n = shape.reduce((a, b) => a * b, 1);
+      if (d.length !== n) throw new Error(`OrtGraph: input '${name}' has ${d.length} values, shape [${shape}] needs ${n}`);
+      inputs[name] = new this.Tensor('float32', d, shape);
+    }
+    this.session.run(inputs, this.outTensors, {});
+    return this.outBufs;
+  }
+
+  release(): void {
+    if (process.env['METALEARN_GRAPH_PROFILE']) (this.session as unknown as { endProfiling?: () => void } | null)?.endProfiling?.();
+    this.session?.dispose();
+    this.session = null;
+  }
+}
+
+/** Mean cross-entropy of `logits` [m, c] against one-hot `onehot` [m, c] (a scalar value). */
+export function crossEntropyNodes(g: TraceGraph, logits: string, onehot: string): string {
+  const [m] = g.shapeOf(logits) as [number, number];
+  const lp = g.addNode('LogSoftmax', [logits], { axis: -1 });
+  const s = g.addNode('ReduceSum', [g.addNode('Mul', [lp, onehot]), g.int64([0, 1])], { keepdims: 0 });
+  return g.addNode('Mul', [s, g.float(-1 / m, [])]);
+}
+
+/** Negative squared euclidean distances of queries `zq` [m, d] to prototypes [w, d]: logits [m, w]. */
+export function protoLogitsNodes(g: TraceGraph, zq: string, protos: string): string {
+  const w = g.shapeOf(protos)[0]!;
+  const qq = g.addNode('ReduceSum', [g.addNode('Mul', [zq, zq]), g.int64([1])], { keepdims: 1 });
+  const pp = g.addNode('Reshape', [g.addNode('ReduceSum', [g.addNode('Mul', [protos, protos]), g.int64([1])], { keepdims: 1 }), g.int64([1, w])]);
+  const cross = g.addNode('MatMul', [zq, g.addNode('Transpose', [protos], { perm: [1, 0] })]);
+  const d = g.addNode('Add', [g.addNode('Sub', [qq, g.addNode('Mul', [cross, g.float(2, [])])]), pp]);
+  return g.addNode('Neg', [d]);
+}
+
+/** Flat parameter shapes of `params` (keys in the given order). */
+export function shapesOf(params: Params, keys: readonly string[]): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const k of keys) {
+    const t = params[k];
+    if (!t) throw new Error(`graph: missing parameter '${k}'`);
+    out[k] = [...t.shape];
+  }
+  return out;
+}
+
+/**
+ * Gradient graph of a loss over a model: inputs are the parameters (named by their keys) and whatever
+ * `loss` declares; outputs `loss` and `grad:<key>` for every key. `loss` gets the graph and the model
+ * applied as a function `(x: value name) => features` (channels-last, batch statistics in batch-norm).
+ */
+export function compileLossGrad(
+  model: Sequential,
+  shapes: Record<string, number[]>,
+  loss: (g: TraceGraph, net: (x: string) => string) => string,
+  opts: OrtGraphOptions = {},
+): OrtGraph {
+  const g = new TraceGraph({ name: 'loss_grad' });
+  const keys = Object.keys(shapes);
+  const p = symbolicParams(g, shapes);
+  const net = (x: string) => emitLayers(g, model, p, x, { batchStats: true });
+  const l = loss(g, net);
+  const grads = appendGradients(g, l, keys);
+  return new OrtGraph(g, { loss: l, ...Object.fromEntries(keys.map((k, i) => [`grad:${k}`, grads[i]!])) }, opts);
+}
+
+export interface MamlGraphSpec {
+  model: Sequential;
+  /** parameter shapes by flat key: all of them are adapted and meta-learned */
+  shapes: Record<string, number[]>;
+  /** support / query batch sizes and ways (classes) */
+  support: number;
+  query: number;
+  ways: number;
+  innerSteps: number;
+  innerLr: number;
+  /** first-order MAML: the meta-gradient is the query gradient at the adapted weights */
+  firstOrder: boolean;
+}
+
+/**
+ * One MAML task as a graph: inputs the parameters, `xs` [support, ...inputShape], `ys` one-hot
+ * [support, ways], `xq`, `yq`; the inner loop (`innerSteps` SGD steps on the support cross-entropy, each
+ * step's gradient itself part of the graph) and the query loss; outputs `loss` (query, after
+ * adaptation) and `grad:<key>`: the meta-gradient through the whole inner loop (second order), or at
+ * the adapted weights (first order).
+ */
+export function compileMamlTask(spec: MamlGraphSpec, opts: OrtGraphOptions = {}): OrtGraph {
+  const g = new TraceGraph({ name: spec.firstOrder ? 'fomaml_task' : 'maml_task' });
+  const keys = Object.keys(spec.shapes);
+  const inShape = [...spec.model.inputShape];
+  const xs = g.addInput('xs', [spec.support, ...inShape]);
+  const ys = g.addInput('ys', [spec.support, spec.ways]);
+  const xq = g.addInput('xq', [spec.query, ...inShape]);
+  const yq = g.addInput('yq', [spec.query, spec.ways]);
+  const p0 = symbolicParams(g, spec.shapes);
+  let cur = keys.map((k) => (p0[k] as unknown as { value: string }).value);
+  const lr = g.float(spec.innerLr, []);
+  const asParams = (vals: string[]) => symbolicParams(g, spec.shapes, (k) => vals[keys.indexOf(k)]!);
+  for (let s = 0; s < spec.innerSteps; s++) {
+    const logits = emitLayers(g, spec.model, asParams(cur), xs, { batchStats: true });
+    const l = crossEntropyNodes(g, logits, ys);
+    const gr = appendGradients(g, l, cur);
+    cur = cur.map((v, i) => g.addNode('Sub', [v, g.addNode('Mul', [gr[i]!, lr])]));
+  }
+  const lq = crossEntropyNodes(g, emitLayers(g, spec.model, asParams(cur), xq, { batchStats: true }), yq);
+  const wrt = spec.firstOrder ? cur : keys.map((k) => (p0[k] as unknown as { value: string }).value);
+  const grads = appendGradients(g, lq, wrt);
+  return new OrtGraph(g, { loss: lq, ...Object.fromEntries(keys.map((k, i) => [`grad:${k}`, grads[i]!])) }, opts);
+}
