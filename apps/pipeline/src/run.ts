@@ -88,6 +88,8 @@ export interface RunSummary {
   evalSeconds: number;
   totalSeconds: number;
   backend: string;
+  /** what ran meta-training: the tfjs backend, or 'onnxruntime' (learner option engine: onnxruntime) */
+  trainEngine: string;
   evalEngine: string;
   /**
    * Learners that read an episode as one labelled sequence (MANN, LSTM meta-learner): accuracy at the
@@ -468,6 +470,7 @@ export async function runPipeline(file: string, opts: RunOptions = {}): Promise<
     evalSeconds: Number(evalSeconds.toFixed(2)),
     totalSeconds: Number(totalSeconds.toFixed(2)),
     backend: engine.backend,
+    trainEngine: (learnerOptions as Record<string, unknown>)['engine'] === 'onnxruntime' ? 'onnxruntime' : engine.backend,
     evalEngine,
     ...(byInstance ? { accuracyByInstance: byInstance } : {}),
     ...(fullEp ? { evalMode: 'full' as const } : {}),
@@ -513,7 +516,7 @@ export function summaryLines(s: RunSummary): string[] {
   const lines = [
     '',
     `${s.headline}`,
-    `  trained ${s.iterations} iterations (${s.episodesSeen} episodes, ${s.trainWays}-way ${s.trainShots}-shot) in ${formatDuration(s.trainSeconds)} on ${s.backend}${s.stopped !== 'completed' ? ` (stopped: ${s.stopped})` : ''}; evaluation ${formatDuration(s.evalSeconds)} (${s.evalEngine})`,
+    `  trained ${s.iterations} iterations (${s.episodesSeen} episodes, ${s.trainWays}-way ${s.trainShots}-shot) in ${formatDuration(s.trainSeconds)} on ${s.trainEngine ?? s.backend}${s.stopped !== 'completed' ? ` (stopped: ${s.stopped})` : ''}; evaluation ${formatDuration(s.evalSeconds)} (${s.evalEngine})`,
   ];
   if (s.onnx.path) {
     const par = s.onnx.maxAbsDiff === null ? 'parity not checked' : `onnxruntime vs tfjs max |Δlogit| = ${s.onnx.maxAbsDiff.toExponential(2)} (${s.onnx.parityOk ? 'ok' : 'FAILED'}, bound ${s.onnx.bound?.toExponential(2)} = tolerance ${s.onnx.tolerance} × max(1, max |logit|))`;

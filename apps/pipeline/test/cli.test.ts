@@ -73,7 +73,7 @@ describe('metalearn validate', () => {
     expect(await main(['validate', bad2], c2.io)).toBe(2);
     const err2 = c2.err();
     expect(err2).toMatch(/bad2\.yaml:6 \/learner\/backbone\/type: must be one of the allowed values, got "resnet99" \(allowed: conv4, mlp, conv1d\)/);
-    expect(err2).toMatch(/bad2\.yaml:7 \/learner\/distanse: unknown property 'distanse' \(allowed: backbone, optimizer, lrSchedule, distance, cosineScale\)/);
+    expect(err2).toMatch(/bad2\.yaml:7 \/learner\/distanse: unknown property 'distanse' \(allowed: backbone, optimizer, lrSchedule, distance, cosineScale, engine\)/);
     expect(err2).toMatch(/bad2\.yaml:3 \/data\/options\/numClasses: must be >= 1/);
     const c3 = capture();
     const bad3 = writeFile('bad3.yaml', 'data: { dataset: nope }\nlearner: { id: protonett }\n');

@@ -4,7 +4,7 @@ import type { ApplyContext, ExportContext, Layer, OnnxGraphBuilder, Params } fro
 /** Distance between query embeddings and class prototypes. */
 export type Distance = 'sqeuclidean' | 'cosine';
 
-const NORM_EPS = 1e-12;
+export const NORM_EPS = 1e-12;
 
 /** Row-wise L2 normalisation x / max(‖x‖, eps) (same formula as the ONNX export). */
 export function l2normalize(x: tf.Tensor2D): tf.Tensor2D {

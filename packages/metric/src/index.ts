@@ -19,3 +19,4 @@ import { siameseFactory } from './siamese.js';
 import { tapNetFactory } from './tapnet.js';
 registerLearner(siameseFactory);
 registerLearner(tapNetFactory);
+export * from './graph-engine.js';

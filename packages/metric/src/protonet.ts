@@ -1,13 +1,17 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { LearnerContext, LearnerFactory, Layer, Params } from '@metalearn/core';
+import type { Episode, LearnerContext, LearnerFactory, Layer, Params, StepContext, TaskGradient, TraceGraph } from '@metalearn/core';
+import { BatchNorm, protoLogitsNodes } from '@metalearn/core';
+import { engineSchema, GraphEpisodeEngine, type TrainEngine } from './graph-engine.js';
 import { EmbeddingLearner, commonConfigProperties, crossEntropy, type EmbeddingLearnerConfig, type EpisodeOutput } from './embedding-learner.js';
-import { prototypeHead, prototypeLogits, prototypes, type Distance } from './heads.js';
+import { NORM_EPS, prototypeHead, prototypeLogits, prototypes, type Distance } from './heads.js';
 
 export interface ProtoNetConfig extends EmbeddingLearnerConfig {
   /** squared Euclidean (Snell et al. 2017) or scaled cosine */
   distance: Distance;
   /** logit scale for the cosine distance (ignored for sqeuclidean) */
   cosineScale: number;
+  /** training engine (default 'tfjs') */
+  engine: TrainEngine;
 }
 
 export const protoNetConfigSchema = {
@@ -18,6 +22,7 @@ export const protoNetConfigSchema = {
     ...commonConfigProperties,
     distance: { enum: ['sqeuclidean', 'cosine'], default: 'sqeuclidean', description: 'distance between query embeddings and class prototypes' },
     cosineScale: { type: 'number', exclusiveMinimum: 0, default: 10, description: 'logits = scale · cos (distance: cosine only)' },
+    engine: engineSchema,
   },
 } as const;
 
@@ -35,6 +40,22 @@ export class ProtoNet extends EmbeddingLearner<ProtoNetConfig> {
     super(config, ctx, 'protonet');
   }
 
+  private graphEngine: GraphEpisodeEngine | null = null;
+
+  /** With engine 'onnxruntime', each episode is one onnxruntime graph (see {@link GraphEpisodeEngine}). */
+  override taskGradients(episodes: Episode[], first: number, ctx: StepContext): TaskGradient[] {
+    if ((this.config.engine ?? 'tfjs') !== 'onnxruntime') return super.taskGradients(episodes, first, ctx);
+    this.graphEngine ??= new GraphEpisodeEngine('protonet', this.backbone, (g, es, eq, avg) => protoGraphLogits(g, es, eq, avg, this.config.distance, this.config.cosineScale));
+    const momentum = (layer: string) => (this.backbone.layer(layer) as BatchNorm).momentum;
+    return episodes.map((ep, i) => this.graphEngine!.taskGradient(first + i, ep, this.params, this.buffers, momentum));
+  }
+
+  override dispose(): void {
+    this.graphEngine?.release();
+    this.graphEngine = null;
+    super.dispose();
+  }
+
   protected episodeOutput(es: tf.Tensor2D, ys: Int32Array, ways: number, eq: tf.Tensor2D, yq: Int32Array): EpisodeOutput {
     const protos = prototypes(es, ys, ways);
     const logits = prototypeLogits(eq, protos, this.config.distance, this.config.cosineScale);
@@ -47,6 +68,20 @@ export class ProtoNet extends EmbeddingLearner<ProtoNetConfig> {
       state: { prototypes: prototypes(es, ys, ways) },
     };
   }
+}
+
+/** ONNX: row-wise L2 normalisation of [n, d] as in {@link l2normalize} (graph training). */
+function l2NormalizeNodes(g: TraceGraph, x: string): string {
+  const ss = g.addNode('ReduceSum', [g.addNode('Mul', [x, x]), g.int64([1])], { keepdims: 1 });
+  return g.addNode('Div', [x, g.addNode('Sqrt', [g.addNode('Max', [ss, g.float(NORM_EPS * NORM_EPS, [])])])]);
+}
+
+/** Query logits of a ProtoNet episode graph: prototypes = avg · support embeddings, then the distance. */
+export function protoGraphLogits(g: TraceGraph, es: string, eq: string, avg: string, distance: Distance, scale: number): string {
+  const protos = g.addNode('MatMul', [avg, es]);
+  if (distance === 'sqeuclidean') return protoLogitsNodes(g, eq, protos);
+  const sim = g.addNode('MatMul', [l2NormalizeNodes(g, eq), g.addNode('Transpose', [l2NormalizeNodes(g, protos)], { perm: [1, 0] })]);
+  return scale === 1 ? sim : g.addNode('Mul', [sim, g.float(scale, [])]);
 }
 
 export const protoNetFactory: LearnerFactory<ProtoNetConfig> = {

@@ -1,5 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  compileMamlTask,
+  graphThreads,
+  type OrtGraph,
   Dense,
   Rng,
   conv4,
@@ -93,6 +96,12 @@ export interface OptimConfig {
    * task's adaptation starts from a symmetric head, as the "zeroing trick" of Kao et al. (ICLR 2022)
    */
   zeroHead?: boolean;
+  /**
+   * Training engine: 'tfjs' (gradient tapes on the wasm backend) or 'onnxruntime' (each task's inner
+   * loop, query loss and meta-gradient as one onnxruntime graph; MAML, FOMAML, ANIL and Meta-SGD with
+   * SGD inner steps)
+   */
+  engine?: 'tfjs' | 'onnxruntime';
 }
 
 const common = {
@@ -112,6 +121,13 @@ const common = {
   innerOptimizer: { type: 'string', default: 'sgd', description: "inner optimiser: 'sgd' or 'adam'" },
   clipNorm: { type: 'number', minimum: 0, default: 0 },
   zeroHead: { type: 'boolean', default: false, description: 'zero the linear head at initialisation and do not meta-learn it (every task starts from a symmetric head; Kao et al. 2022)' },
+  engine: {
+    type: 'string',
+    enum: ['tfjs', 'onnxruntime'],
+    default: 'tfjs',
+    description:
+      "training engine: 'tfjs' (gradient tapes on the wasm backend) or 'onnxruntime' (each task's inner loop, query loss and meta-gradient — second order included — as one onnxruntime graph built from the same layers, on all cores; maml, fomaml, anil and metasgd with innerOptimizer sgd)",
+  },
 };
 
 function schema(extra: Record<string, unknown>, defaults: { innerSteps: number; innerLr: number; metaLr: number; innerOptimizer?: string }): Record<string, unknown> {
@@ -192,6 +208,10 @@ export function resolveOptimConfig(algo: OptimAlgorithm, cfg: Partial<OptimConfi
   if (algo === 'imaml' && c.cgJvp === 'finite-difference' && c.cgMatrix !== 'gauss-newton')
     throw new Error(`imaml config: field 'cgJvp' 'finite-difference' needs cgMatrix 'gauss-newton', got cgMatrix '${c.cgMatrix}'`);
   getInnerOptimizer(c.innerOptimizer); // throws a clear error for unknown ids
+  if (c.engine === 'onnxruntime') {
+    if (algo === 'imaml' || algo === 'reptile') throw new Error(`${algo} config: field 'engine' 'onnxruntime' supports maml, fomaml, anil and metasgd; use engine 'tfjs' for ${algo}`);
+    if (c.innerOptimizer !== 'sgd') throw new Error(`${algo} config: field 'engine' 'onnxruntime' needs innerOptimizer 'sgd', got '${c.innerOptimizer}'`);
+  }
   return c;
 }
 
@@ -285,6 +305,7 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
    * first-order MAML, iMAML's implicit gradient, or Reptile's update direction φ − θ. No randomness.
    */
   taskGradients(episodes: Episode[], first: number, _ctx: StepContext): TaskGradient[] {
+    if (this.config.engine === 'onnxruntime') return episodes.map((e, i) => this.graphTaskGradient(e, first + i));
     const spec = this.spec(this.config.innerSteps);
     return episodes.map((e, i) => {
       if (e.ways !== this.config.ways) throw new Error(`${this.id}: episode has ${e.ways} ways but the learner's head has ${this.config.ways} (config field 'ways')`);
@@ -316,6 +337,68 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
         task.yq.dispose();
       }
     });
+  }
+
+  private graphs = new Map<string, OrtGraph>();
+
+  /** One task's meta-gradient as one onnxruntime graph (engine 'onnxruntime'), cached per geometry. */
+  private graphTaskGradient(e: Episode, index: number): TaskGradient {
+    if (e.ways !== this.config.ways) throw new Error(`${this.id}: episode has ${e.ways} ways but the learner's head has ${this.config.ways} (config field 'ways')`);
+    const ns = e.support.y.length;
+    const nq = e.query.y.length;
+    const key = `${ns}/${nq}`;
+    const { net, lrs } = splitMeta(this.meta);
+    let graph = this.graphs.get(key);
+    if (!graph) {
+      const shape = (p: Params) => Object.fromEntries(Object.keys(p).sort().map((k) => [k, [...p[k]!.shape]]));
+      graph = compileMamlTask(
+        {
+          model: this.model,
+          shapes: shape(net),
+          lrShapes: shape(lrs),
+          support: ns,
+          query: nq,
+          ways: this.config.ways,
+          innerSteps: this.config.innerSteps,
+          innerLr: this.config.innerLr,
+          firstOrder: !!(this.config.firstOrder || this.id === 'fomaml'),
+          adaptKeys: this.id === 'anil' ? this.headKeys : undefined,
+        },
+        { threads: graphThreads() },
+      );
+      this.graphs.set(key, graph);
+    }
+    const ways = this.config.ways;
+    const oneHot = (y: Int32Array) => {
+      const o = new Float32Array(y.length * ways);
+      y.forEach((c, i) => {
+        if (c < 0 || c >= ways) throw new Error(`${this.id}: label ${c} is outside 0..${ways - 1}`);
+        o[i * ways + c] = 1;
+      });
+      return o;
+    };
+    const feeds: Record<string, Float32Array> = {
+      xs: e.support.x.dataSync() as Float32Array,
+      ys: oneHot(e.support.y),
+      xq: e.query.x.dataSync() as Float32Array,
+      yq: oneHot(e.query.y),
+    };
+    for (const [k, t] of Object.entries(this.meta)) feeds[k] = t.dataSync() as Float32Array;
+    const out = graph.run(feeds);
+    const logits = out['logits']!;
+    let correct = 0;
+    for (let i = 0; i < nq; i++) {
+      let best = 0;
+      for (let j = 1; j < ways; j++) if (logits[i * ways + j]! > logits[i * ways + best]!) best = j;
+      if (best === e.query.y[i]) correct++;
+    }
+    const grads: Record<string, Float32Array> = {};
+    for (const k of Object.keys(this.meta)) {
+      const gk = out[`grad:${k}`];
+      if (!gk) throw new Error(`${this.id}: the onnxruntime graph has no gradient for '${k}'`);
+      grads[k] = gk.slice();
+    }
+    return { index, loss: out['loss']![0]!, correct, total: nq, grads, metrics: {} };
   }
 
   /** Mean of the tasks' gradients (summed in task order) → Adam step (Reptile: θ ← θ + ε·mean(φ − θ)). */
@@ -443,6 +526,8 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
   }
 
   dispose(): void {
+    for (const g of this.graphs.values()) g.release();
+    this.graphs.clear();
     disposeParams(this.meta);
     this.meta = {};
     this.adam.dispose();

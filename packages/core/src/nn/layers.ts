@@ -378,6 +378,7 @@ export class BatchNorm implements Layer {
       const mean = g.addNode('ReduceMean', [x], { axes, keepdims: 1 });
       const d = g.addNode('Sub', [x, mean]);
       const variance = g.addNode('ReduceMean', [g.addNode('Mul', [d, d])], { axes, keepdims: 1 });
+      g.noteBatchStats(this.name, mean, variance, ctx.shape.slice(0, -1).reduce((a, b) => a * b, 1));
       const std = g.addNode('Sqrt', [g.addNode('Add', [variance, g.float(this.epsilon, [], `${this.name}.epsilon`)])]);
       if (!this.affine) return g.addNode('Div', [d, std], {}, { output: out });
       const gam = g.addParam(`${this.name}.weight`, need(p, 'weight', this), { shape: bshape });

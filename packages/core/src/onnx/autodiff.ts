@@ -108,6 +108,15 @@ const RULES: Record<string, Vjp> = {
       need(1) ? reduceTo(g, g.addNode('Neg', [g.addNode('Mul', [gy, g.addNode('Div', [y, b])])]), g.shapeOf(b)) : null,
     ];
   },
+  Max: (g, n, gy, need) => {
+    // the gradient goes to the larger input (to `a` on ties)
+    const [a, b] = n.inputs as [string, string];
+    const ma = g.addNode('Cast', [g.addNode('GreaterOrEqual', [a, b])], { to: 1 });
+    return [
+      need(0) ? reduceTo(g, g.addNode('Mul', [gy, ma]), g.shapeOf(a)) : null,
+      need(1) ? reduceTo(g, g.addNode('Mul', [gy, g.addNode('Sub', [scalar(g, 1), ma])]), g.shapeOf(b)) : null,
+    ];
+  },
   Sqrt: (g, n, gy) => [g.addNode('Div', [gy, g.addNode('Mul', [n.outputs[0]!, scalar(g, 2)])])],
   Exp: (g, n, gy) => [g.addNode('Mul', [gy, n.outputs[0]!])],
   Log: (g, n, gy) => [g.addNode('Div', [gy, n.inputs[0]!])],

@@ -160,6 +160,13 @@ export class OnnxGraphBuilder {
     return this.addInitializer(this.uniqueName(base), value);
   }
 
+  /**
+   * Called by batch-norm layers exporting with batch statistics: `mean` and `variance` (biased) are
+   * the values of layer `layer`'s statistics over `count` elements per channel. A no-op here; a
+   * {@link TraceGraph} records them so graph training can update the running statistics.
+   */
+  noteBatchStats(_layer: string, _mean: string, _variance: string, _count: number): void {}
+
   /** Like {@link addInitializer} but picks a fresh name from `base`. */
   addConstant(base: string, value: tf.Tensor | OnnxTensorData, dtype?: OnnxDType): string {
     return this.addInitializer(this.uniqueName(base), value, dtype);

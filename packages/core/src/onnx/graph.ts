@@ -1,4 +1,5 @@
 import * as os from 'node:os';
+import { isMainThread } from 'node:worker_threads';
 import type { Sequential } from '../nn/sequential.js';
 import type { Params } from '../nn/types.js';
 import { loadOrtSync, type OrtTensorCtor, type SyncSession } from '../engine/ort-kernels.js';
@@ -12,7 +13,10 @@ import { emitLayers, symbolicParams, TraceGraph } from './trace.js';
  * differentiated by {@link appendGradients}; a graph is compiled once per batch geometry.
  */
 
-/** Threads of a graph session: env METALEARN_GRAPH_THREADS, else the machine's cores. */
+/**
+ * Threads of a graph session: env METALEARN_GRAPH_THREADS, else the machine's cores in the main
+ * thread and 1 in a worker thread (task-parallel meta-batches already use the cores).
+ */
 export function graphThreads(): number {
   const env = process.env['METALEARN_GRAPH_THREADS'];
   if (env !== undefined && env !== '') {
@@ -20,6 +24,7 @@ export function graphThreads(): number {
     if (!Number.isInteger(n) || n < 1) throw new Error(`env METALEARN_GRAPH_THREADS: expected a positive integer, got '${env}'`);
     return n;
   }
+  if (!isMainThread) return 1;
   return Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
 }
 
@@ -134,7 +139,7 @@ export function compileLossGrad(
   const g = new TraceGraph({ name: 'loss_grad' });
   const keys = Object.keys(shapes);
   const p = symbolicParams(g, shapes);
-  const net = (x: string) => emitLayers(g, model, p, x, { batchStats: true });
+  const net = (x: string) => emitLayers(g, model, p, x, { batchStats: true, poolBeforeRelu: true });
   const l = loss(g, net);
   const grads = appendGradients(g, l, keys);
   return new OrtGraph(g, { loss: l, ...Object.fromEntries(keys.map((k, i) => [`grad:${k}`, grads[i]!])) }, opts);
@@ -142,45 +147,71 @@ export function compileLossGrad(
 
 export interface MamlGraphSpec {
   model: Sequential;
-  /** parameter shapes by flat key: all of them are adapted and meta-learned */
+  /** network parameter shapes by flat key: all of them are meta-learned */
   shapes: Record<string, number[]>;
   /** support / query batch sizes and ways (classes) */
   support: number;
   query: number;
   ways: number;
   innerSteps: number;
+  /** inner learning rate α where no learned rate is given */
   innerLr: number;
   /** first-order MAML: the meta-gradient is the query gradient at the adapted weights */
   firstOrder: boolean;
+  /** keys adapted in the inner loop (ANIL: the head); default every key */
+  adaptKeys?: string[];
+  /**
+   * Learned inner learning rates (meta-parameters too, graph inputs): `lr:<key>` (Meta-SGD, the
+   * parameter's shape) or `lr:<step>:<key>` (per-step scalars), by their shapes; second order only
+   */
+  lrShapes?: Record<string, number[]>;
 }
 
 /**
- * One MAML task as a graph: inputs the parameters, `xs` [support, ...inputShape], `ys` one-hot
- * [support, ways], `xq`, `yq`; the inner loop (`innerSteps` SGD steps on the support cross-entropy, each
- * step's gradient itself part of the graph) and the query loss; outputs `loss` (query, after
- * adaptation) and `grad:<key>`: the meta-gradient through the whole inner loop (second order), or at
- * the adapted weights (first order).
+ * One MAML task as a graph: inputs the meta-parameters (network parameters and learned rates),
+ * `xs` [support, ...inputShape], `ys` one-hot [support, ways], `xq`, `yq`; the inner loop
+ * (`innerSteps` SGD steps on the support cross-entropy, each step's gradient itself part of the
+ * graph) and the query loss. Outputs `loss` (query, after adaptation), `logits` (query) and
+ * `grad:<key>` for every meta-parameter: the meta-gradient through the whole inner loop (second
+ * order), or at the adapted weights (first order). Batch-norm uses batch statistics, as in MAML.
  */
 export function compileMamlTask(spec: MamlGraphSpec, opts: OrtGraphOptions = {}): OrtGraph {
   const g = new TraceGraph({ name: spec.firstOrder ? 'fomaml_task' : 'maml_task' });
   const keys = Object.keys(spec.shapes);
+  const lrKeys = Object.keys(spec.lrShapes ?? {});
+  if (spec.firstOrder && lrKeys.length) throw new Error('compileMamlTask: learned learning rates need second-order gradients (firstOrder: false)');
+  const adapt = spec.adaptKeys ?? keys;
+  for (const k of adapt) if (!spec.shapes[k]) throw new Error(`compileMamlTask: adapted key '${k}' is not a network parameter`);
   const inShape = [...spec.model.inputShape];
   const xs = g.addInput('xs', [spec.support, ...inShape]);
   const ys = g.addInput('ys', [spec.support, spec.ways]);
   const xq = g.addInput('xq', [spec.query, ...inShape]);
   const yq = g.addInput('yq', [spec.query, spec.ways]);
   const p0 = symbolicParams(g, spec.shapes);
-  let cur = keys.map((k) => (p0[k] as unknown as { value: string }).value);
-  const lr = g.float(spec.innerLr, []);
+  const lrs = symbolicParams(g, spec.lrShapes ?? {});
+  const valueOf = (t: unknown) => (t as { value: string }).value;
+  const base = keys.map((k) => valueOf(p0[k]));
+  let cur = [...base];
+  const alpha = g.float(spec.innerLr, []);
   const asParams = (vals: string[]) => symbolicParams(g, spec.shapes, (k) => vals[keys.indexOf(k)]!);
+  const adaptIdx = adapt.map((k) => keys.indexOf(k));
   for (let s = 0; s < spec.innerSteps; s++) {
-    const logits = emitLayers(g, spec.model, asParams(cur), xs, { batchStats: true });
+    const logits = emitLayers(g, spec.model, asParams(cur), xs, { batchStats: true, poolBeforeRelu: true });
     const l = crossEntropyNodes(g, logits, ys);
-    const gr = appendGradients(g, l, cur);
-    cur = cur.map((v, i) => g.addNode('Sub', [v, g.addNode('Mul', [gr[i]!, lr])]));
+    const gr = appendGradients(g, l, adaptIdx.map((i) => cur[i]!));
+    const next = [...cur];
+    adaptIdx.forEach((i, j) => {
+      const k = keys[i]!;
+      const lr = lrs[`lr:${s}:${k}`] ?? lrs[`lr:${k}`];
+      next[i] = g.addNode('Sub', [cur[i]!, g.addNode('Mul', [gr[j]!, lr ? valueOf(lr) : alpha])]);
+    });
+    cur = next;
   }
-  const lq = crossEntropyNodes(g, emitLayers(g, spec.model, asParams(cur), xq, { batchStats: true }), yq);
-  const wrt = spec.firstOrder ? cur : keys.map((k) => (p0[k] as unknown as { value: string }).value);
+  const logits = emitLayers(g, spec.model, asParams(cur), xq, { batchStats: true, poolBeforeRelu: true });
+  const lq = crossEntropyNodes(g, logits, yq);
+  const wrt = spec.firstOrder ? cur : [...base, ...lrKeys.map((k) => valueOf(lrs[k]))];
   const grads = appendGradients(g, lq, wrt);
-  return new OrtGraph(g, { loss: lq, ...Object.fromEntries(keys.map((k, i) => [`grad:${k}`, grads[i]!])) }, opts);
+  const outputs: Record<string, string> = { loss: lq, logits };
+  [...keys, ...(spec.firstOrder ? [] : lrKeys)].forEach((k, i) => (outputs[`grad:${k}`] = grads[i]!));
+  return new OrtGraph(g, outputs, opts);
 }

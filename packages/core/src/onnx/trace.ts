@@ -72,7 +72,7 @@ export function broadcastShapes(a: readonly number[], b: readonly number[], wher
 }
 
 const UNARY = new Set(['Relu', 'Neg', 'Sqrt', 'Exp', 'Log', 'Sigmoid', 'Tanh', 'Identity', 'Cast', 'Not', 'LeakyRelu', 'Reciprocal', 'LogSoftmax', 'Softmax', 'Abs']);
-const BINARY = new Set(['Add', 'Sub', 'Mul', 'Div', 'Equal', 'Greater', 'Less', 'Pow', 'GreaterOrEqual', 'LessOrEqual']);
+const BINARY = new Set(['Add', 'Sub', 'Mul', 'Div', 'Max', 'Min', 'Equal', 'Greater', 'Less', 'Pow', 'GreaterOrEqual', 'LessOrEqual']);
 const BOOL_OUT = new Set(['Equal', 'Greater', 'Less', 'Not', 'GreaterOrEqual', 'LessOrEqual']);
 
 /**
@@ -87,6 +87,16 @@ export class TraceGraph extends OnnxGraphBuilder {
   private readonly shapes = new Map<string, number[]>();
   private readonly dtypes = new Map<string, OnnxDType>();
   private readonly consts = new Map<string, number[]>();
+  /**
+   * Batch statistics reported by batch-norm layers ({@link OnnxGraphBuilder.noteBatchStats}), in
+   * emission order; `count` is the number of elements per channel of one example (the batch size
+   * multiplies it).
+   */
+  readonly batchStats: { layer: string; mean: string; variance: string; count: number }[] = [];
+
+  override noteBatchStats(layer: string, mean: string, variance: string, count: number): void {
+    this.batchStats.push({ layer, mean, variance, count });
+  }
 
   /** Static shape of a value (throws for an unknown name). */
   shapeOf(name: string): number[] {
@@ -356,13 +366,27 @@ export function symbolicParams(g: TraceGraph, shapes: Record<string, number[]>, 
  * (symbolic or concrete); returns the output value in channels-last layout. The walk
  * {@link exportOnnx} does, usable on any builder.
  */
-export function emitLayers(g: OnnxGraphBuilder, model: Sequential, params: Params, input: string, opts: { batchStats?: boolean; state?: Params } = {}): string {
+export function emitLayers(g: OnnxGraphBuilder, model: Sequential, params: Params, input: string, opts: { batchStats?: boolean; state?: Params; poolBeforeRelu?: boolean } = {}): string {
   const ctx = new ExportContext(g, { batchStats: opts.batchStats });
   const pv = model.localViews(params);
   const sv = model.localViews(opts.state);
   let cur = input;
-  model.layers.forEach((l, i) => {
-    ctx.shape = [...model.shapes[i]!];
+  // a ReLU followed by a max-pool runs after the pool (the same values, since ReLU is monotone;
+  // its mask and its gradient then touch a quarter of the elements), as the tfjs layers do
+  const order = model.layers.map((_, i) => i);
+  if (opts.poolBeforeRelu) {
+    for (let i = 0; i + 1 < order.length; i++) {
+      if (model.layers[i]!.kind === 'relu' && model.layers[i + 1]!.kind === 'maxpool') {
+        order[i] = i + 1;
+        order[i + 1] = i;
+        i++;
+      }
+    }
+  }
+  order.forEach((i, pos) => {
+    const l = model.layers[i]!;
+    // per-example input shape at this position (a swapped ReLU sees the pooled shape)
+    ctx.shape = [...model.shapes[i < pos ? pos + 1 : i]!];
     ctx.state = opts.state ? sv[i] : undefined;
     try {
       cur = l.toOnnx(g, pv[i]!, cur, ctx);
