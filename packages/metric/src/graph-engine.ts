@@ -59,6 +59,15 @@ export class GraphEpisodeEngine {
     const key = `${ns}/${nq}/${ways}`;
     const hit = this.cache.get(key);
     if (hit) return hit;
+    try {
+      return this.compile(key, keys, params, ns, nq, ways);
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new Error(`${this.learnerId}: engine 'onnxruntime' cannot build the training graph (${msg}); use engine 'tfjs' for this backbone`, { cause: e });
+    }
+  }
+
+  private compile(key: string, keys: string[], params: Params, ns: number, nq: number, ways: number): Compiled {
     const g = new TraceGraph({ name: `${this.learnerId}_episode` });
     const shapes: Record<string, number[]> = {};
     for (const k of keys) shapes[k] = [...params[k]!.shape];

@@ -90,6 +90,15 @@ describe("ProtoNet engine 'onnxruntime'", () => {
     }
   });
 
+  it('a backbone without graph rules (1-D convolutions) fails with the engine named', () => {
+    const l = new ProtoNet({ ...base, backbone: { type: 'conv1d', filters: [4] } as ProtoNetConfig['backbone'], engine: 'onnxruntime' }, { inputShape: [10, 2], seed: 1 });
+    const make = () => ({ x: tf.zeros([2, 10, 2]), y: Int32Array.from([0, 1]) });
+    const ep: Episode = { ways: 2, shots: 1, support: make(), query: make() };
+    expect(() => l.metaTrainStep([ep])).toThrow(/protonet: engine 'onnxruntime' cannot build the training graph \(.*Conv gradient supports 2-D convolutions only.*\); use engine 'tfjs'/);
+    tf.dispose([ep.support.x, ep.query.x]);
+    l.dispose();
+  });
+
   it('same seed, same run (bitwise)', () => {
     const a = run({ ...base, engine: 'onnxruntime' }, 2);
     const b = run({ ...base, engine: 'onnxruntime' }, 2);

@@ -351,21 +351,24 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
     let graph = this.graphs.get(key);
     if (!graph) {
       const shape = (p: Params) => Object.fromEntries(Object.keys(p).sort().map((k) => [k, [...p[k]!.shape]]));
-      graph = compileMamlTask(
-        {
-          model: this.model,
-          shapes: shape(net),
-          lrShapes: shape(lrs),
-          support: ns,
-          query: nq,
-          ways: this.config.ways,
-          innerSteps: this.config.innerSteps,
-          innerLr: this.config.innerLr,
-          firstOrder: !!(this.config.firstOrder || this.id === 'fomaml'),
-          adaptKeys: this.id === 'anil' ? this.headKeys : undefined,
-        },
-        { threads: graphThreads() },
-      );
+      const spec = {
+        model: this.model,
+        shapes: shape(net),
+        lrShapes: shape(lrs),
+        support: ns,
+        query: nq,
+        ways: this.config.ways,
+        innerSteps: this.config.innerSteps,
+        innerLr: this.config.innerLr,
+        firstOrder: !!(this.config.firstOrder || this.id === 'fomaml'),
+        adaptKeys: this.id === 'anil' ? this.headKeys : undefined,
+      };
+      try {
+        graph = compileMamlTask(spec, { threads: graphThreads() });
+      } catch (e) {
+        const msg = e instanceof Error ? e.message : String(e);
+        throw new Error(`${this.id}: engine 'onnxruntime' cannot build the training graph (${msg}); use engine 'tfjs'`, { cause: e });
+      }
       this.graphs.set(key, graph);
     }
     const ways = this.config.ways;
