@@ -9,6 +9,18 @@ export function accuracy(pred: ArrayLike<number>, target: ArrayLike<number>): nu
   return ok / pred.length;
 }
 
+/** ‖value − reference‖₂ / ‖reference‖₂ (gradient and parameter comparisons; a zero reference divides by 1e-30). */
+export function relativeL2(value: ArrayLike<number>, reference: ArrayLike<number>): number {
+  if (value.length !== reference.length) throw new RangeError(`relativeL2: ${value.length} values for ${reference.length} reference values`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < value.length; i++) {
+    num += (value[i]! - reference[i]!) ** 2;
+    den += reference[i]! ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
 /** Row-wise argmax of a row-major [rows, cols] matrix. */
 export function argmaxRows(data: ArrayLike<number>, rows: number, cols: number): Int32Array {
   const out = new Int32Array(rows);

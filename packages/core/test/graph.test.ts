@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../src/rng.js';
 import { crossEntropy, initEngine } from '../src/engine/index.js';
+import { relativeL2 } from '../src/metrics.js';
 import { BatchNorm, Conv2d, Dense, Flatten, MaxPool, ReLU, Sequential, conv4 } from '../src/nn/index.js';
 import type { Params } from '../src/nn/types.js';
 import { appendGradients, compileLossGrad, compileMamlTask, crossEntropyNodes, OrtGraph, protoLogitsNodes, shapesOf, symbolicParams, TraceGraph, emitLayers } from '../src/onnx/index.js';
@@ -15,16 +16,6 @@ import { appendGradients, compileLossGrad, compileMamlTask, crossEntropyNodes, O
 beforeAll(async () => {
   await initEngine({ backend: 'wasm', quiet: true });
 });
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
 
 /** A small Conv-4-like net: a 14x14 conv (stays an ONNX Conv), then 7x7 and 1x1 outputs (im2col lowering), an odd-sized max-pool (7 → 3). */
 function smallNet(head = 0): Sequential {
@@ -81,7 +72,7 @@ describe('graph autodiff (onnxruntime)', () => {
         const r = ref[i]!.dataSync();
         // conv biases before batch-norm have an exactly-zero gradient: compare absolutely
         if (k.endsWith('c1.bias') || k.endsWith('c2.bias')) expect(Math.max(...Array.from(grads[i]!, Math.abs))).toBeLessThan(1e-5);
-        else expect(relErr(grads[i]!, r), k).toBeLessThan(1e-4);
+        else expect(relativeL2(grads[i]!, r), k).toBeLessThan(1e-4);
       });
       tf.dispose(ref);
       // central finite differences of the graph's own loss along a random direction
@@ -141,8 +132,8 @@ describe('graph autodiff (onnxruntime)', () => {
       keys.forEach((k, i) => {
         if (k.endsWith('c1.bias') || k.endsWith('c2.bias')) return;
         const r = ref[i]!.dataSync();
-        worst = Math.max(worst, relErr(g2[i]!, r));
-        foWorst = Math.max(foWorst, relErr(g1[i]!, r));
+        worst = Math.max(worst, relativeL2(g2[i]!, r));
+        foWorst = Math.max(foWorst, relativeL2(g1[i]!, r));
       });
       expect(worst).toBeLessThan(1e-3);
       // the second-order terms matter here, so a graph that dropped them would fail the check above
@@ -224,7 +215,7 @@ describe('graph autodiff (onnxruntime)', () => {
         // biases before batch-norm, and the last conv's bias (it shifts every embedding alike, so
         // distances do not change), have an exactly-zero gradient: compare absolutely
         if (/^c\d\.bias$/.test(k)) expect(Math.max(...Array.from(out[`grad:${k}`]!, Math.abs)), k).toBeLessThan(1e-5);
-        else expect(relErr(out[`grad:${k}`]!, ref[i]!.dataSync()), k).toBeLessThan(1e-4);
+        else expect(relativeL2(out[`grad:${k}`]!, ref[i]!.dataSync()), k).toBeLessThan(1e-4);
       });
       tf.dispose(ref);
     } finally {

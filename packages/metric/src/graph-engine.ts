@@ -1,6 +1,8 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import {
+  accuracy,
   appendGradients,
+  argmaxRows,
   crossEntropyNodes,
   emitLayers,
   graphThreads,
@@ -128,13 +130,7 @@ export class GraphEpisodeEngine {
     const feeds: Record<string, Float32Array> = { x, avg, yq };
     for (const k of keys) feeds[k] = params[k]!.dataSync() as Float32Array;
     const out = c.graph.run(feeds);
-    const logits = out['logits']!;
-    let correct = 0;
-    for (let i = 0; i < nq; i++) {
-      let best = 0;
-      for (let j = 1; j < ways; j++) if (logits[i * ways + j]! > logits[i * ways + best]!) best = j;
-      if (best === ep.query.y[i]) correct++;
-    }
+    const correct = nq ? Math.round(accuracy(argmaxRows(out['logits']!, nq, ways), ep.query.y) * nq) : 0;
     const grads: Record<string, Float32Array> = {};
     for (const k of keys) grads[k] = out[`grad:${k}`]!.slice();
     const bufs: Record<string, Float32Array> = {};

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  accuracy,
+  argmaxRows,
   compileMamlTask,
   graphThreads,
   type OrtGraph,
@@ -388,13 +390,7 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
     };
     for (const [k, t] of Object.entries(this.meta)) feeds[k] = t.dataSync() as Float32Array;
     const out = graph.run(feeds);
-    const logits = out['logits']!;
-    let correct = 0;
-    for (let i = 0; i < nq; i++) {
-      let best = 0;
-      for (let j = 1; j < ways; j++) if (logits[i * ways + j]! > logits[i * ways + best]!) best = j;
-      if (best === e.query.y[i]) correct++;
-    }
+    const correct = nq ? Math.round(accuracy(argmaxRows(out['logits']!, nq, ways), e.query.y) * nq) : 0;
     const grads: Record<string, Float32Array> = {};
     for (const k of Object.keys(this.meta)) {
       const gk = out[`grad:${k}`];

@@ -71,15 +71,18 @@ export function loadOrtSync(): { Tensor: OrtTensorCtor; binding: OrtBinding } | 
   return ort;
 }
 
+/** A positive integer from environment variable `name`, or undefined when it is unset or empty (bad values throw, naming it). */
+export function envPositiveInt(name: string): number | undefined {
+  const env = process.env[name];
+  if (env === undefined || env === '') return undefined;
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`env ${name}: expected a positive integer, got '${env}'`);
+  return n;
+}
+
 /** Threads per onnxruntime kernel call: METALEARN_ORT_THREADS, else 1 (measured faster than 2 on Conv-4's shapes). */
 export function ortKernelThreads(): number {
-  const env = process.env['METALEARN_ORT_THREADS'];
-  if (env !== undefined && env !== '') {
-    const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`env METALEARN_ORT_THREADS: expected a positive integer, got '${env}'`);
-    return n;
-  }
-  return 1;
+  return envPositiveInt('METALEARN_ORT_THREADS') ?? 1;
 }
 
 /** Sessions by geometry, least recently used first (a run meets a few dozen geometries). */

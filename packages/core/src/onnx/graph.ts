@@ -2,7 +2,7 @@ import * as os from 'node:os';
 import { isMainThread } from 'node:worker_threads';
 import type { Sequential } from '../nn/sequential.js';
 import type { Params } from '../nn/types.js';
-import { loadOrtSync, type OrtTensorCtor, type SyncSession } from '../engine/ort-kernels.js';
+import { envPositiveInt, loadOrtSync, type OrtTensorCtor, type SyncSession } from '../engine/ort-kernels.js';
 import { appendGradients } from './autodiff.js';
 import { emitLayers, symbolicParams, TraceGraph } from './trace.js';
 
@@ -18,12 +18,8 @@ import { emitLayers, symbolicParams, TraceGraph } from './trace.js';
  * thread and 1 in a worker thread (task-parallel meta-batches already use the cores).
  */
 export function graphThreads(): number {
-  const env = process.env['METALEARN_GRAPH_THREADS'];
-  if (env !== undefined && env !== '') {
-    const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`env METALEARN_GRAPH_THREADS: expected a positive integer, got '${env}'`);
-    return n;
-  }
+  const n = envPositiveInt('METALEARN_GRAPH_THREADS');
+  if (n !== undefined) return n;
   if (!isMainThread) return 1;
   return Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
 }
