@@ -146,7 +146,7 @@ describe('graph autodiff (onnxruntime)', () => {
     }
   });
 
-  it('single-op rules match finite differences (smooth ops, broadcasting, slices, pads, concat, pools)', () => {
+  it('single-op rules match finite differences (smooth ops, broadcasting, slices, pads, concat, pools, unsqueeze, sum of squares)', () => {
     const rng = new Rng(7);
     const g = new TraceGraph();
     const a = g.addInput('a', [2, 3, 4, 4]);
@@ -163,7 +163,12 @@ describe('graph autodiff (onnxruntime)', () => {
     v = g.addNode('Softmax', [g.addNode('Transpose', [v], { perm: [0, 2, 3, 1] })], { axis: -1 });
     v = g.addNode('Expand', [g.addNode('ReduceMean', [v], { axes: [1], keepdims: 1 }), g.int64([2, 3, 2, 6])]);
     const w = g.addNode('Mul', [v, g.float(Array.from({ length: 72 }, (_, i) => Math.sin(i + 1)), [2, 3, 2, 6])]);
-    const loss = g.addNode('ReduceSum', [w, g.int64([0, 1, 2, 3])], { keepdims: 0 });
+    // plus Σ (a·b)² through Unsqueeze and ReduceSumSquare (the prototype head's ops)
+    const sq = g.addNode('ReduceSumSquare', [g.addNode('Unsqueeze', [g.addNode('Mul', [a, b]), g.int64([1])])], { axes: [3, 4], keepdims: 0 });
+    const loss = g.addNode('Add', [
+      g.addNode('ReduceSum', [w, g.int64([0, 1, 2, 3])], { keepdims: 0 }),
+      g.addNode('Mul', [g.addNode('ReduceSum', [sq, g.int64([0, 1, 2])], { keepdims: 0 }), g.float(0.01, [])]),
+    ]);
     const [ga, gb] = appendGradients(g, loss, [a, b]) as [string, string];
     const graph = new OrtGraph(g, { loss, ga, gb }, { threads: 1 });
     try {

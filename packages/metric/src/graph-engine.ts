@@ -47,6 +47,7 @@ interface Compiled {
  */
 export class GraphEpisodeEngine {
   private readonly cache = new Map<string, Compiled>();
+  private paramData: { params: Params; data: Record<string, Float32Array> } | null = null;
 
   constructor(
     private readonly learnerId: string,
@@ -128,7 +129,10 @@ export class GraphEpisodeEngine {
     x.set(xs, 0);
     x.set(xq, xs.length);
     const feeds: Record<string, Float32Array> = { x, avg, yq };
-    for (const k of keys) feeds[k] = params[k]!.dataSync() as Float32Array;
+    // parameter values read once per meta-step (the episodes of a step share them; every update
+    // replaces the learner's parameter map)
+    if (this.paramData?.params !== params) this.paramData = { params, data: Object.fromEntries(keys.map((k) => [k, params[k]!.dataSync() as Float32Array])) };
+    Object.assign(feeds, this.paramData.data);
     const out = c.graph.run(feeds);
     const correct = nq ? Math.round(accuracy(argmaxRows(out['logits']!, nq, ways), ep.query.y) * nq) : 0;
     const grads: Record<string, Float32Array> = {};
@@ -159,5 +163,6 @@ export class GraphEpisodeEngine {
   release(): void {
     for (const c of this.cache.values()) c.graph.release();
     this.cache.clear();
+    this.paramData = null;
   }
 }

@@ -4,7 +4,7 @@ import type { ApplyContext, ExportContext, Layer, OnnxGraphBuilder, Params } fro
 /** Distance between query embeddings and class prototypes. */
 export type Distance = 'sqeuclidean' | 'cosine';
 
-export const NORM_EPS = 1e-12;
+const NORM_EPS = 1e-12;
 
 /** Row-wise L2 normalisation x / max(‖x‖, eps) (same formula as the ONNX export). */
 export function l2normalize(x: tf.Tensor2D): tf.Tensor2D {
@@ -69,8 +69,8 @@ export function matchingLogProbs(x: tf.Tensor2D, supportNorm: tf.Tensor2D, suppo
   });
 }
 
-/** ONNX: row-wise L2 normalisation of a [n, d] value. */
-function onnxL2Normalize(g: OnnxGraphBuilder, x: string, base: string): string {
+/** ONNX: row-wise L2 normalisation of a [n, d] value (as {@link l2normalize}). */
+export function onnxL2Normalize(g: OnnxGraphBuilder, x: string, base: string): string {
   const ss = g.addNode('ReduceSumSquare', [x], { axes: [1], keepdims: 1 }) // opset 17: axes is an attribute;
   const norm = g.addNode('Sqrt', [g.addNode('Max', [ss, g.float(NORM_EPS * NORM_EPS, [], `${base}.eps`)])]);
   return g.addNode('Div', [x, norm]);
@@ -112,10 +112,10 @@ export function prototypeHead(opts: { name?: string; ways: number; distance: Dis
         const d2 = g.addNode('ReduceSumSquare', [diff], { axes: [2], keepdims: 0 });
         return g.addNode('Neg', [d2]);
       }
-      // cosine: normalised prototypes are constants; store them transposed [d, ways]
-      const pn = tf.tidy(() => tf.transpose(l2normalize(p['prototypes'] as tf.Tensor2D)));
-      const protosT = g.addInitializer(`${name}.prototypes_normalized_t`, pn);
-      pn.dispose();
+      // cosine: the prototypes are normalised in the graph (onnxruntime folds it for constant
+      // prototypes), so graph training can use this head with prototypes computed in the graph
+      const protos = g.addInitializer(`${name}.prototypes`, p['prototypes']!);
+      const protosT = g.addNode('Transpose', [onnxL2Normalize(g, protos, `${name}.prototypes`)], { perm: [1, 0] });
       const sim = g.addNode('MatMul', [onnxL2Normalize(g, input, name), protosT]);
       return scale === 1 ? sim : g.addNode('Mul', [sim, g.float(scale, [], `${name}.scale`)]);
     },

@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Episode, LearnerContext, LearnerFactory, Layer, Params, StepContext, TaskGradient, TraceGraph } from '@metalearn/core';
-import { BatchNorm, protoLogitsNodes } from '@metalearn/core';
+import { BatchNorm, ExportContext, symbolicParams } from '@metalearn/core';
 import { engineSchema, GraphEpisodeEngine, type TrainEngine } from './graph-engine.js';
 import { EmbeddingLearner, commonConfigProperties, crossEntropy, type EmbeddingLearnerConfig, type EpisodeOutput } from './embedding-learner.js';
-import { NORM_EPS, prototypeHead, prototypeLogits, prototypes, type Distance } from './heads.js';
+import { prototypeHead, prototypeLogits, prototypes, type Distance } from './heads.js';
 
 export interface ProtoNetConfig extends EmbeddingLearnerConfig {
   /** squared Euclidean (Snell et al. 2017) or scaled cosine */
@@ -70,18 +70,18 @@ export class ProtoNet extends EmbeddingLearner<ProtoNetConfig> {
   }
 }
 
-/** ONNX: row-wise L2 normalisation of [n, d] as in {@link l2normalize} (graph training). */
-function l2NormalizeNodes(g: TraceGraph, x: string): string {
-  const ss = g.addNode('ReduceSum', [g.addNode('Mul', [x, x]), g.int64([1])], { keepdims: 1 });
-  return g.addNode('Div', [x, g.addNode('Sqrt', [g.addNode('Max', [ss, g.float(NORM_EPS * NORM_EPS, [])])])]);
-}
-
-/** Query logits of a ProtoNet episode graph: prototypes = avg · support embeddings, then the distance. */
+/**
+ * Query logits of a ProtoNet episode graph: prototypes = avg · support embeddings (graph values),
+ * then the adapted classifier's own head layer ({@link prototypeHead}), so training and the exported
+ * model share one head definition.
+ */
 export function protoGraphLogits(g: TraceGraph, es: string, eq: string, avg: string, distance: Distance, scale: number): string {
   const protos = g.addNode('MatMul', [avg, es]);
-  if (distance === 'sqeuclidean') return protoLogitsNodes(g, eq, protos);
-  const sim = g.addNode('MatMul', [l2NormalizeNodes(g, eq), g.addNode('Transpose', [l2NormalizeNodes(g, protos)], { perm: [1, 0] })]);
-  return scale === 1 ? sim : g.addNode('Mul', [sim, g.float(scale, [])]);
+  const [ways, d] = g.shapeOf(protos) as [number, number];
+  const ctx = new ExportContext(g);
+  ctx.shape = [d];
+  const head = prototypeHead({ ways, distance, scale });
+  return head.toOnnx(g, symbolicParams(g, { prototypes: [ways, d] }, () => protos), eq, ctx);
 }
 
 export const protoNetFactory: LearnerFactory<ProtoNetConfig> = {

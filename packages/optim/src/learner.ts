@@ -342,6 +342,7 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
   }
 
   private graphs = new Map<string, OrtGraph>();
+  private metaData: { meta: Params; data: Record<string, Float32Array> } | null = null;
 
   /** One task's meta-gradient as one onnxruntime graph (engine 'onnxruntime'), cached per geometry. */
   private graphTaskGradient(e: Episode, index: number): TaskGradient {
@@ -388,7 +389,10 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
       xq: e.query.x.dataSync() as Float32Array,
       yq: oneHot(e.query.y),
     };
-    for (const [k, t] of Object.entries(this.meta)) feeds[k] = t.dataSync() as Float32Array;
+    // the meta-parameters' values, read once per meta-step (the tasks of a step share them; every
+    // update replaces this.meta)
+    if (this.metaData?.meta !== this.meta) this.metaData = { meta: this.meta, data: Object.fromEntries(Object.entries(this.meta).map(([k, t]) => [k, t.dataSync() as Float32Array])) };
+    Object.assign(feeds, this.metaData.data);
     const out = graph.run(feeds);
     const correct = nq ? Math.round(accuracy(argmaxRows(out['logits']!, nq, ways), e.query.y) * nq) : 0;
     const grads: Record<string, Float32Array> = {};
@@ -527,6 +531,7 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
   dispose(): void {
     for (const g of this.graphs.values()) g.release();
     this.graphs.clear();
+    this.metaData = null;
     disposeParams(this.meta);
     this.meta = {};
     this.adam.dispose();

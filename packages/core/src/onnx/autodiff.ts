@@ -1,3 +1,4 @@
+import { prod } from './builder.js';
 import { attrInts, attrNum, sliceRanges, type TraceGraph, type TraceNode } from './trace.js';
 
 /**
@@ -19,10 +20,6 @@ type Vjp = (g: TraceGraph, n: TraceNode, gy: string, needs: (i: number) => boole
 const BROADCAST_OK = new Set(['Add', 'Sub', 'Mul', 'Div', 'Neg', 'Sum', 'Identity']);
 
 const NON_DIFF = new Set(['Equal', 'Greater', 'Less', 'GreaterOrEqual', 'LessOrEqual', 'Not', 'Cast', 'Shape']);
-
-function prod(a: readonly number[]): number {
-  return a.reduce((x, y) => x * y, 1);
-}
 
 /**
  * Bring a gradient `v` to shape `to`: sum over the axes `to` broadcasts along (reverse of numpy
@@ -164,6 +161,16 @@ const RULES: Record<string, Vjp> = {
     // left in the kept shape: the contribution broadcasts (see total())
     return [g.shapeOf(gy).length === xs.length ? gy : g.addNode('Reshape', [gy, g.int64(kept)]), null];
   },
+  ReduceSumSquare: (g, n, gy) => {
+    const x = n.inputs[0]!;
+    const xs = g.shapeOf(x);
+    const axes = (attrInts(n, 'axes') ?? xs.map((_, i) => i)).map((a) => (a < 0 ? a + xs.length : a));
+    const kept = xs.map((d, i) => (axes.includes(i) ? 1 : d));
+    const r = g.shapeOf(gy).length === xs.length ? gy : g.addNode('Reshape', [gy, g.int64(kept)]);
+    // d/dx Σ x² = 2x, with 2·gy formed on the kept shape first
+    return [g.addNode('Mul', [g.addNode('Mul', [r, scalar(g, 2)]), x])];
+  },
+  Unsqueeze: (g, n, gy) => [g.addNode('Reshape', [gy, g.int64(g.shapeOf(n.inputs[0]!))]), null],
   ReduceMean: (g, n, gy) => {
     const xs = g.shapeOf(n.inputs[0]!);
     const axes = (attrInts(n, 'axes') ?? xs.map((_, i) => i)).map((a) => (a < 0 ? a + xs.length : a));
@@ -303,7 +310,7 @@ export function appendGradients(g: TraceGraph, y: string, wrt: readonly string[]
     if (NON_DIFF.has(n.op)) continue;
     if (n.inputs.some((i) => dep.has(i))) n.outputs.forEach((o) => dep.add(o));
   }
-  if (!dep.has(y)) return wrt.map((w) => g.float(new Array(g.shapeOf(w).reduce((a, b) => a * b, 1)).fill(0), g.shapeOf(w), 'zero_grad'));
+  if (!dep.has(y)) return wrt.map((w) => g.float(new Array(prod(g.shapeOf(w))).fill(0), g.shapeOf(w), 'zero_grad'));
   const contrib = new Map<string, string[]>();
   const add = (v: string, gv: string) => {
     const l = contrib.get(v);
@@ -347,6 +354,6 @@ export function appendGradients(g: TraceGraph, y: string, wrt: readonly string[]
   return wrt.map((w) => {
     const t = total(w, true);
     if (t) return t;
-    return g.float(new Array(g.shapeOf(w).reduce((a, b) => a * b, 1)).fill(0), g.shapeOf(w), 'zero_grad');
+    return g.float(new Array(prod(g.shapeOf(w))).fill(0), g.shapeOf(w), 'zero_grad');
   });
 }

@@ -61,7 +61,8 @@ function dtypeCode(d: OnnxDType): number {
   return d === 'float32' ? DT().FLOAT : d === 'int64' ? DT().INT64 : d === 'bool' ? DT().BOOL : DT().INT32;
 }
 
-function prod(shape: number[]): number {
+/** Number of elements of a shape. */
+export function prod(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 

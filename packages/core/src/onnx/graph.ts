@@ -4,6 +4,7 @@ import type { Sequential } from '../nn/sequential.js';
 import type { Params } from '../nn/types.js';
 import { envPositiveInt, loadOrtSync, type OrtTensorCtor, type SyncSession } from '../engine/ort-kernels.js';
 import { appendGradients } from './autodiff.js';
+import { prod } from './builder.js';
 import { emitLayers, symbolicParams, TraceGraph } from './trace.js';
 
 /**
@@ -51,7 +52,7 @@ export class OrtGraph {
       const out = name === v ? v : g.addNode('Identity', [v], {}, { output: name });
       g.addOutput(out, shape);
       this.outputShapes[name] = shape;
-      const buf = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      const buf = new Float32Array(prod(shape));
       this.outBufs[name] = buf;
       this.outTensors[name] = new ort.Tensor('float32', buf, shape);
     }
@@ -77,7 +78,7 @@ export class OrtGraph {
     for (const [name, shape] of Object.entries(this.inputShapes)) {
       const d = feeds[name];
       if (!d) throw new Error(`OrtGraph: missing input '${name}'`);
-      const n = shape.reduce((a, b) => a * b, 1);
+      const n = prod(shape);
       if (d.length !== n) throw new Error(`OrtGraph: input '${name}' has ${d.length} values, shape [${shape}] needs ${n}`);
       inputs[name] = new this.Tensor('float32', d, shape);
     }

@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { Params } from '../nn/types.js';
 import type { Sequential } from '../nn/sequential.js';
-import { OnnxGraphBuilder, type OnnxAttr, type OnnxAttrValue, type OnnxDType, type OnnxDim, type OnnxTensorData } from './builder.js';
+import { OnnxGraphBuilder, prod, type OnnxAttr, type OnnxAttrValue, type OnnxDType, type OnnxDim, type OnnxTensorData } from './builder.js';
 import { ExportContext } from './context.js';
 
 /**
@@ -19,7 +19,7 @@ export class SymbolicTensor {
     readonly shape: number[],
   ) {
     this.rank = shape.length;
-    this.size = shape.reduce((a, b) => a * b, 1);
+    this.size = prod(shape);
   }
   dataSync(): never {
     throw new Error(`TraceGraph: the layer read the values of parameter '${this.value}'; graph training needs layers that pass parameters to the graph (OnnxGraphBuilder.addParam) instead of folding them into constants`);
@@ -52,10 +52,6 @@ export function attrInts(n: TraceNode, name: string): number[] | undefined {
 export function attrNum(n: TraceNode, name: string, dflt: number): number {
   const v = attrPlain(n.attrs[name]);
   return typeof v === 'number' ? v : dflt;
-}
-
-function prod(a: readonly number[]): number {
-  return a.reduce((x, y) => x * y, 1);
 }
 
 /** Numpy-style broadcast of two shapes (throws on a mismatch). */
@@ -210,9 +206,12 @@ export class TraceGraph extends OnnxGraphBuilder {
     return this.shapeOf(v);
   }
 
-  private constInput(n: TraceNode, i: number, what: string): number[] | undefined {
+  private constInput(n: TraceNode, i: number, what: string, required = false): number[] | undefined {
     const v = n.inputs[i];
-    if (v === undefined || v === '') return undefined;
+    if (v === undefined || v === '') {
+      if (required) throw new Error(`TraceGraph: ${n.op} needs its input ${what}`);
+      return undefined;
+    }
     const c = this.consts.get(v);
     if (!c) throw new Error(`TraceGraph: ${n.op} input ${what} must be a constant`);
     return c;
@@ -239,7 +238,7 @@ export class TraceGraph extends OnnxGraphBuilder {
       }
       case 'Reshape': {
         const s = x();
-        const t = this.constInput(n, 1, 'shape')!;
+        const t = this.constInput(n, 1, 'shape', true)!;
         const out = t.map((d, i) => (d === 0 ? s[i]! : d));
         const known = prod(out.filter((d) => d !== -1));
         const k = out.indexOf(-1);
@@ -253,8 +252,16 @@ export class TraceGraph extends OnnxGraphBuilder {
         return [prod(s.slice(0, a)), prod(s.slice(a))];
       }
       case 'Expand':
-        return broadcastShapes(x(), this.constInput(n, 1, 'shape')!, where);
+        return broadcastShapes(x(), this.constInput(n, 1, 'shape', true)!, where);
+      case 'Unsqueeze': {
+        const s = [...x()];
+        const axes = this.constInput(n, 1, 'axes', true)!;
+        const r = s.length + axes.length;
+        for (const a of axes.map((v) => (v < 0 ? v + r : v)).sort((p, q) => p - q)) s.splice(a, 0, 1);
+        return s;
+      }
       case 'ReduceMean':
+      case 'ReduceSumSquare':
       case 'ReduceSum': {
         const s = x();
         const axesRaw = op === 'ReduceSum' ? this.constInput(n, 1, 'axes') : attrInts(n, 'axes');
@@ -300,12 +307,12 @@ export class TraceGraph extends OnnxGraphBuilder {
       }
       case 'Pad': {
         const s = x();
-        const p = this.constInput(n, 1, 'pads')!;
+        const p = this.constInput(n, 1, 'pads', true)!;
         return s.map((d, i) => d + p[i]! + p[i + s.length]!);
       }
       case 'Slice': {
         const s = x();
-        const r = sliceRanges(s, this.constInput(n, 1, 'starts')!, this.constInput(n, 2, 'ends')!, this.constInput(n, 3, 'axes'), this.constInput(n, 4, 'steps'));
+        const r = sliceRanges(s, this.constInput(n, 1, 'starts', true)!, this.constInput(n, 2, 'ends', true)!, this.constInput(n, 3, 'axes'), this.constInput(n, 4, 'steps'));
         return r.map((q) => q.len);
       }
       case 'Concat': {
