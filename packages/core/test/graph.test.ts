@@ -17,10 +17,14 @@ beforeAll(async () => {
   await initEngine({ backend: 'wasm', quiet: true });
 });
 
-/** A small Conv-4-like net: a 14x14 conv (stays an ONNX Conv), then 7x7 and 1x1 outputs (im2col lowering), an odd-sized max-pool (7 → 3). */
+/**
+ * A small Conv-4-like net: a 14x14 conv (stays an ONNX Conv), then 7x7 and 1x1 outputs (im2col
+ * lowering), an odd-sized max-pool (7 → 3). c2 reads 16 channels, so its im2col (forward and filter
+ * gradient) is the Gather; c1 and c3 read fewer and take the Slice path.
+ */
 function smallNet(head = 0): Sequential {
   const layers = [
-    new Conv2d({ name: 'c1', filters: 8, kernelSize: 3 }),
+    new Conv2d({ name: 'c1', filters: 16, kernelSize: 3 }),
     new BatchNorm({ name: 'b1' }),
     new ReLU({ name: 'r1' }),
     new MaxPool({ name: 'p1', poolSize: 2 }),
@@ -146,7 +150,7 @@ describe('graph autodiff (onnxruntime)', () => {
     }
   });
 
-  it('single-op rules match finite differences (smooth ops, broadcasting, slices, pads, concat, pools, unsqueeze, sum of squares)', () => {
+  it('single-op rules match finite differences (smooth ops, broadcasting, slices, pads, concat, pools, unsqueeze, sum of squares, gather, scatter-add, batch-norm)', () => {
     const rng = new Rng(7);
     const g = new TraceGraph();
     const a = g.addInput('a', [2, 3, 4, 4]);
@@ -165,9 +169,21 @@ describe('graph autodiff (onnxruntime)', () => {
     const w = g.addNode('Mul', [v, g.float(Array.from({ length: 72 }, (_, i) => Math.sin(i + 1)), [2, 3, 2, 6])]);
     // plus Σ (a·b)² through Unsqueeze and ReduceSumSquare (the prototype head's ops)
     const sq = g.addNode('ReduceSumSquare', [g.addNode('Unsqueeze', [g.addNode('Mul', [a, b]), g.int64([1])])], { axes: [3, 4], keepdims: 0 });
-    const loss = g.addNode('Add', [
+    // plus a row Gather with repeated rows and a ScatterND that adds rows twice (im2col's ops)
+    const rows = g.addNode('Reshape', [g.addNode('Mul', [a, b]), g.int64([8, 12])]);
+    const gth = g.addNode('Gather', [rows, g.int64([0, 3, 3, 7, 1, 0])], { axis: 0 });
+    const at = g.addConstant('at', { data: [2, 2, 5, 0, 7, 1], shape: [6, 1], dtype: 'int64' });
+    const sct = g.addNode('ScatterND', [g.addNode('Tanh', [rows]), at, g.addNode('Mul', [gth, gth])], { reduction: 'add' });
+    const sw = g.float(Array.from({ length: 96 }, (_, i) => Math.cos(i)), [8, 12]);
+    // plus a BatchNormalization (inference form) with every input a function of b (batch-norm layers)
+    const b1 = g.addNode('Reshape', [b, g.int64([3])]);
+    const bn = g.addNode('BatchNormalization', [a, b1, g.addNode('Mul', [b1, g.float(0.5, [])]), g.addNode('Mul', [b1, g.float(0.3, [])]), g.addNode('Add', [g.addNode('Mul', [b1, b1]), g.float(0.05, [])])], { epsilon: 1e-3 });
+    const bnw = g.float(Array.from({ length: 96 }, (_, i) => Math.sin(2 * i)), [2, 3, 4, 4]);
+    const loss = g.addNode('Sum', [
       g.addNode('ReduceSum', [w, g.int64([0, 1, 2, 3])], { keepdims: 0 }),
       g.addNode('Mul', [g.addNode('ReduceSum', [sq, g.int64([0, 1, 2])], { keepdims: 0 }), g.float(0.01, [])]),
+      g.addNode('Mul', [g.addNode('ReduceSum', [g.addNode('Mul', [sct, sw]), g.int64([0, 1])], { keepdims: 0 }), g.float(0.05, [])]),
+      g.addNode('Mul', [g.addNode('ReduceSum', [g.addNode('Mul', [g.addNode('Tanh', [bn]), bnw]), g.int64([0, 1, 2, 3])], { keepdims: 0 }), g.float(1, [])]),
     ]);
     const [ga, gb] = appendGradients(g, loss, [a, b]) as [string, string];
     const graph = new OrtGraph(g, { loss, ga, gb }, { threads: 1 });

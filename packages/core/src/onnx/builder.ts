@@ -243,6 +243,7 @@ export class OnnxGraphBuilder {
         },
       },
     });
+    const used = new Set<string>([...this.nodes.flatMap((n) => n.input ?? []), ...this.outputs.map((o) => o.name)]);
     const model = onnxProto.ModelProto.create({
       irVersion: ONNX_IR_VERSION,
       opsetImport: [{ domain: '', version: ONNX_OPSET }],
@@ -253,7 +254,8 @@ export class OnnxGraphBuilder {
       graph: {
         name: this.graphName,
         node: this.nodes,
-        initializer: this.initializers,
+        // an initializer no node reads (e.g. the axes of a reduction the trace graph split in two) is left out
+        initializer: this.initializers.filter((t) => used.has(t.name!)),
         input: this.inputs.map(vi),
         output: this.outputs.map(vi),
       },
