@@ -82,6 +82,8 @@ export function prod(shape: readonly number[]): number {
 export class OnnxGraphBuilder {
   readonly graphName: string;
   private readonly nodes: OnnxNs.INodeProto[] = [];
+  /** Nodes the last {@link build} left out because no output depends on them. */
+  pruned = 0;
   private readonly initializers: OnnxNs.ITensorProto[] = [];
   private readonly inputs: { name: string; shape: OnnxDim[]; dtype: OnnxDType }[] = [];
   private readonly outputs: { name: string; shape: OnnxDim[]; dtype: OnnxDType }[] = [];
@@ -243,7 +245,18 @@ export class OnnxGraphBuilder {
         },
       },
     });
-    const used = new Set<string>([...this.nodes.flatMap((n) => n.input ?? []), ...this.outputs.map((o) => o.name)]);
+    // only the nodes the outputs depend on (a node nothing reads would still run in onnxruntime), and
+    // only the initializers those nodes read
+    const used = new Set<string>(this.outputs.map((o) => o.name));
+    const live: OnnxNs.INodeProto[] = [];
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const n = this.nodes[i]!;
+      if (!(n.output ?? []).some((o) => used.has(o))) continue;
+      live.push(n);
+      for (const v of n.input ?? []) used.add(v);
+    }
+    live.reverse();
+    this.pruned = this.nodes.length - live.length;
     const model = onnxProto.ModelProto.create({
       irVersion: ONNX_IR_VERSION,
       opsetImport: [{ domain: '', version: ONNX_OPSET }],
@@ -253,8 +266,7 @@ export class OnnxGraphBuilder {
       metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
       graph: {
         name: this.graphName,
-        node: this.nodes,
-        // an initializer no node reads (e.g. the axes of a reduction the trace graph split in two) is left out
+        node: live,
         initializer: this.initializers.filter((t) => used.has(t.name!)),
         input: this.inputs.map(vi),
         output: this.outputs.map(vi),

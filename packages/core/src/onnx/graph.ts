@@ -57,8 +57,8 @@ export class OrtGraph {
       this.outTensors[name] = new ort.Tensor('float32', buf, shape);
     }
     for (const i of g.graphInputs()) this.inputShapes[i.name] = i.shape as number[];
-    this.nodeCount = g.nodeCount;
     const bytes = g.build().bytes;
+    this.nodeCount = g.nodeCount - g.pruned;
     const threads = opts.threads ?? graphThreads();
     const s = new ort.binding.binding.InferenceSession();
     s.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, {
