@@ -25,6 +25,7 @@ usage:
   metalearn predict <model.onnx> <input.png | inputs.json | inputs.npy>... [--json]
   metalearn bench [--json] [--workloads a,b] [--iterations N] [--warmup N] [--backend B] [--onnx-threads N]
                  [--torch | --no-torch] [--torch-threads N] [--python PATH] [--torch-ref PATH]
+                 [--paired] [--rounds N]
   metalearn --help
 
 run       train, evaluate (mean ± 95% CI), export ONNX, write DIR/{metrics.jsonl, checkpoints/,
@@ -42,7 +43,8 @@ export    adapt the checkpoint's learner on a support set (image folder <class>/
 predict   classify inputs with an exported model in onnxruntime: one line per input
 bench     core's engine benchmark, then PyTorch's reference (torch_ref.py) on the same workloads in
           the same invocation when /usr/bin/python3 has torch: ours, torch's median ms, ours/torch
-          (one JSON line per workload with --json, a table otherwise)
+          (one JSON line per workload with --json, a table otherwise); --paired alternates ours and
+          PyTorch's workload by workload for --rounds rounds (default 3): ratio = the rounds' median
 
 exit codes: 0 ok, 1 failure, 2 invalid pipeline, usage or input data, 3 training diverged (NaN loss), 130 interrupted`;
 

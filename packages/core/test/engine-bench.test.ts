@@ -1,6 +1,10 @@
 /** The benchmark module: argument parsing and one real (small) measurement. */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BENCH_WORKLOADS, benchRatio, compareWithTorch, formatBenchTable, parseBenchArgs, parseTorchOutput, probeTorch, runBench } from '../src/bench/index.js';
+import { BENCH_WORKLOADS, benchRatio, compareWithTorch, formatBenchTable, parseBenchArgs, parseTorchOutput, probeTorch, runBench, TorchPairedRunner } from '../src/bench/index.js';
 
 describe('bench', () => {
   it('parses its command line and rejects bad input clearly', () => {
@@ -101,5 +105,91 @@ describe('bench: the PyTorch comparison (no python needed)', () => {
     });
     expect(parseBenchArgs(['--no-torch'])).toMatchObject({ torch: 'off' });
     expect(() => parseBenchArgs(['--torch-threads', '0'])).toThrow(/--torch-threads must be >= 1/);
+  });
+});
+
+describe('bench --paired: PyTorch right after each of our rounds', () => {
+  it('parses --paired and --rounds', () => {
+    expect(parseBenchArgs(['--paired', '--rounds', '4'])).toMatchObject({ paired: true, rounds: 4 });
+    expect(() => parseBenchArgs(['--rounds', '0'])).toThrow(/--rounds must be >= 1/);
+  });
+
+  it('runs each workload for every round and asks for the paired figure after each', async () => {
+    const asked: string[] = [];
+    const rows = await runBench({
+      workloads: ['conv4_fwd_batch80'],
+      iterations: 1,
+      warmup: 0,
+      backend: 'wasm',
+      rounds: 2,
+      pair: async (w, n, warm) => {
+        asked.push(`${w} ${n} ${warm}`);
+        return 10 * asked.length;
+      },
+    });
+    expect(asked).toEqual(['conv4_fwd_batch80 1 0', 'conv4_fwd_batch80 1 0']);
+    expect(rows[0]!.rounds).toHaveLength(2);
+    expect(rows[0]!.rounds!.map((r) => r.torch_ms)).toEqual([10, 20]);
+    expect(rows[0]!.ms).toBeGreaterThan(0);
+  });
+
+  it('takes the ratio as the median of the rounds\' ratios', () => {
+    const rows = compareWithTorch(
+      [
+        {
+          workload: 'graph_conv4_fwd_bwd_batch80',
+          backend: 'onnxruntime-graph',
+          ms: 60,
+          rounds: [
+            { ms: 60, torch_ms: 80 },
+            { ms: 90, torch_ms: 60 },
+            { ms: 55, torch_ms: 70 },
+          ],
+        },
+      ],
+      null,
+      2,
+    );
+    // ratios 0.75, 1.5, 0.786 → median 0.786; PyTorch's median 70
+    expect(rows[0]).toMatchObject({ torch_workload: 'conv4_fwd_bwd_batch80', torch_ms: 70, ratio: 0.79, paired: true, torch_threads: 2 });
+  });
+
+  const python = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'print(1)']).status === 0);
+  it.skipIf(!python)('serves torch_ref.py\'s own workloads and timeit one at a time (a fake torch_ref.py; skipped without python3)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'paired-'));
+    try {
+      // the shape of torch_ref.py: definitions, timeit, then the final loop over (name, fn) pairs
+      const ref = join(dir, 'torch_ref.py');
+      writeFileSync(
+        ref,
+        [
+          'import sys, json',
+          'threads = int(sys.argv[1])',
+          'calls = []',
+          'def timeit(fn, n=10, warm=2):',
+          '    return fn() * 1000 + n * 10 + warm',
+          'def fwd(): return 1',
+          'for name, fn in [("conv4_fwd_batch80", fwd),',
+          '                 ("conv4_fwd_bwd_batch80", lambda: 2 * threads)]:',
+          '    print(json.dumps({"workload": name, "ms": timeit(fn)}))',
+          '',
+        ].join('\n'),
+      );
+      const r = await TorchPairedRunner.start(python!, ref, 3, 20_000);
+      try {
+        expect(r.workloads).toEqual(['conv4_fwd_batch80', 'conv4_fwd_bwd_batch80']);
+        expect(await r.time('conv4_fwd_batch80', 4, 1)).toBe(1041);
+        expect(await r.time('conv4_fwd_bwd_batch80', 2, 0)).toBe(6020);
+        await expect(r.time('nope', 1, 0)).rejects.toThrow(/bad request 'nope 1 0'.*names: conv4_fwd_batch80, conv4_fwd_bwd_batch80/);
+      } finally {
+        r.close();
+      }
+      const bad = join(dir, 'no_loop.py');
+      writeFileSync(bad, 'def timeit(fn, n, warm): return 1\n');
+      await expect(TorchPairedRunner.start(python!, bad, 2, 20_000)).rejects.toThrow(/no final 'for name, fn in \[\.\.\.\]' loop/);
+      await expect(TorchPairedRunner.start('/nonexistent/python3', ref, 2, 20_000)).rejects.toThrow(/could not be run/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -3,7 +3,7 @@ import type { BenchCompareOptions } from './index.js';
 import { BENCH_WORKLOADS } from './workloads.js';
 import type { BackendName } from '../engine/init.js';
 
-export const BENCH_USAGE = `usage: bench [--workloads ${BENCH_WORKLOADS.join(',')}] [--iterations N] [--warmup N] [--backend wasm|cpu|tensorflow] [--onnx-threads N] [--seed N] [--torch | --no-torch] [--torch-threads N] [--python PATH] [--torch-ref PATH] [--torch-timeout SECONDS]`;
+export const BENCH_USAGE = `usage: bench [--workloads ${BENCH_WORKLOADS.join(',')}] [--iterations N] [--warmup N] [--backend wasm|cpu|tensorflow] [--onnx-threads N] [--seed N] [--torch | --no-torch] [--torch-threads N] [--python PATH] [--torch-ref PATH] [--torch-timeout SECONDS] [--paired] [--rounds N]`;
 
 function intArg(flag: string, v: string | undefined): number {
   const n = Number(v);
@@ -65,6 +65,14 @@ export function parseBenchArgs(argv: readonly string[]): BenchCompareOptions {
         if (!v) throw new Error(`bench: ${a} needs a path\n${BENCH_USAGE}`);
         if (a === '--python') o.python = v;
         else o.torchRef = v;
+        i++;
+        break;
+      case '--paired':
+        o.paired = true;
+        break;
+      case '--rounds':
+        o.rounds = intArg(a, v);
+        if (o.rounds < 1) throw new Error(`bench: --rounds must be >= 1, got ${o.rounds}\n${BENCH_USAGE}`);
         i++;
         break;
       case '-h':

@@ -17,7 +17,7 @@ import { exportOnnx } from '../onnx/export.js';
 import { OnnxRunner } from '../onnx/runtime.js';
 import { compileLossGrad, compileMamlTask, crossEntropyNodes, protoLogitsNodes, shapesOf, type OrtGraph } from '../onnx/graph.js';
 import { BENCH_WORKLOADS } from './workloads.js';
-import { compareWithTorch, findTorchRef, probeTorch, runTorchReference, type BenchComparisonRow, type TorchStatus, type TorchTiming } from './torch.js';
+import { compareWithTorch, findTorchRef, probeTorch, runTorchReference, TORCH_COUNTERPART, TorchPairedRunner, type BenchComparisonRow, type TorchStatus, type TorchTiming } from './torch.js';
 
 export { BENCH_WORKLOADS, type BenchWorkload } from './workloads.js';
 
@@ -25,8 +25,10 @@ export interface BenchRow {
   workload: string;
   /** tfjs backend, or 'onnxruntime' for the exported-graph forward */
   backend: string;
-  /** median wall time of one iteration, milliseconds */
+  /** median wall time of one iteration, milliseconds (with several rounds: the median of the rounds') */
   ms: number;
+  /** with {@link BenchOptions.rounds} > 1 or a `pair`: each round's median, and PyTorch's right after it */
+  rounds?: { ms: number; torch_ms: number | null }[];
 }
 
 export interface BenchOptions {
@@ -43,6 +45,13 @@ export interface BenchOptions {
   seed?: number;
   /** called with each row as soon as it is measured */
   onRow?: (row: BenchRow) => void;
+  /** measure each workload this many times (default 1), each time followed by `pair` */
+  rounds?: number;
+  /**
+   * Called after each round of a workload with the iterations and warm-up used: PyTorch's median ms
+   * for the same work measured right then (`bench --paired`), or null when it has none.
+   */
+  pair?: (workload: string, iterations: number, warmup: number) => Promise<number | null>;
   quiet?: boolean;
 }
 
@@ -187,6 +196,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
   }
   const n = opts.iterations ?? 10;
   const warm = opts.warmup ?? 2;
+  const rounds = opts.rounds ?? 1;
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`bench: rounds must be a positive integer, got ${rounds}`);
   if (!Number.isInteger(n) || n < 1) throw new Error(`bench: iterations must be a positive integer, got ${n}`);
   if (!Number.isInteger(warm) || warm < 0) throw new Error(`bench: warmup must be a non-negative integer, got ${warm}`);
   const info = await initEngine({ backend: opts.backend, quiet: opts.quiet ?? true });
@@ -206,8 +217,15 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
   const pick = (keys: string[], vals: tf.Tensor[]): Params => Object.fromEntries(keys.map((k, i) => [k, vals[i]!]));
   const opt = new Adam(1e-3);
   const rows: BenchRow[] = [];
-  const emit = (workload: string, b: string, ms: number) => {
-    const row = { workload, backend: b, ms };
+  // each workload: `rounds` measurements, each followed by PyTorch's (opts.pair) when pairing
+  const emit = async (workload: string, b: string, measure: () => number | Promise<number>) => {
+    const rs: { ms: number; torch_ms: number | null }[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const ms = await measure();
+      rs.push({ ms, torch_ms: opts.pair ? await opts.pair(workload, n, warm) : null });
+    }
+    const row: BenchRow = { workload, backend: b, ms: rounds === 1 ? rs[0]!.ms : Math.round(median(rs.map((x) => x.ms)) * 100) / 100 };
+    if (rounds > 1 || opts.pair) row.rounds = rs;
     rows.push(row);
     opts.onRow?.(row);
   };
@@ -348,24 +366,29 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
   try {
     for (const w of names) {
       if (w.startsWith('graph_')) {
-        emit(w, 'onnxruntime-graph', timeit(graphWork(w), n, warm));
+        const work = graphWork(w);
+        await emit(w, 'onnxruntime-graph', () => timeit(work, n, warm));
       } else if (w === 'onnx_conv4_fwd_batch80') {
         const model = exportOnnx(backbone, pick(bbKeys, bbKeys.map((k) => params[k]!)), { batchStats: true });
         const runner = await OnnxRunner.create(model, opts.onnxThreads ? { intraOpNumThreads: opts.onnxThreads } : {});
         const data = x80.dataSync() as Float32Array;
-        const ms = await timeitAsync(
-          async () => {
-            await runner.run(data, [80, 28, 28, 1]);
-          },
-          n,
-          warm,
-        );
-        await runner.release();
-        emit(w, 'onnxruntime', ms);
+        try {
+          await emit(w, 'onnxruntime', () =>
+            timeitAsync(
+              async () => {
+                await runner.run(data, [80, 28, 28, 1]);
+              },
+              n,
+              warm,
+            ),
+          );
+        } finally {
+          await runner.release();
+        }
       } else if (w === 'protonet_eval_5w1s_600ep_onnx') {
-        emit(w, 'onnxruntime', await evalWorkload(rng.fork('eval'), Math.min(n, EVAL_ITERATIONS), Math.min(warm, 1), opts.onnxThreads));
+        await emit(w, 'onnxruntime', () => evalWorkload(rng.fork('eval'), Math.min(n, EVAL_ITERATIONS), Math.min(warm, 1), opts.onnxThreads));
       } else {
-        emit(w, backend, timeit(tfWork[w]!, n, warm));
+        await emit(w, backend, () => timeit(tfWork[w]!, n, warm));
       }
     }
   } finally {
@@ -386,6 +409,7 @@ export {
   findTorchRef,
   probeTorch,
   TORCH_COUNTERPART,
+  TorchPairedRunner,
   type BenchComparisonRow,
   type TorchTiming,
   type TorchStatus,
@@ -401,8 +425,14 @@ export interface BenchCompareOptions extends BenchOptions {
   python?: string;
   /** torch_ref.py (default: env METALEARN_TORCH_REF, else shared/bench/torch_ref.py beside an ancestor dir) */
   torchRef?: string;
-  /** limit per reference script (default 20 minutes) */
+  /** limit per reference script (default 20 minutes; with `paired`, per answer) */
   torchTimeoutMs?: number;
+  /**
+   * `--paired`: PyTorch runs right after each of our rounds, workload by workload (torch_ref.py's own
+   * step functions and timeit, served by bench-ref/torch_paired.py), instead of the whole script after
+   * all of ours; rounds default to 3 then
+   */
+  paired?: boolean;
 }
 
 export interface BenchComparison {
@@ -423,26 +453,64 @@ export async function runBenchComparison(opts: BenchCompareOptions = {}): Promis
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`bench: torch threads must be a positive integer, got ${threads}`);
   const python = opts.python ?? process.env['METALEARN_PYTHON'] ?? '/usr/bin/python3';
   const probe: TorchStatus = mode === 'off' ? { available: false, python, reason: 'skipped (--no-torch)' } : probeTorch(python);
-  const ours = await runBench(opts);
   const notes: string[] = [];
+  const timeoutMs = opts.torchTimeoutMs ?? 20 * 60_000;
+  const rounds = opts.rounds ?? (opts.paired ? 3 : 1);
+  let runner: TorchPairedRunner | null = null;
+  if (opts.paired && probe.available) {
+    const ref = findTorchRef(opts.torchRef);
+    if (!ref) notes.push('torch_ref.py not found (set --torch-ref or METALEARN_TORCH_REF)');
+    else {
+      try {
+        runner = await TorchPairedRunner.start(python, ref, threads, timeoutMs);
+      } catch (e) {
+        notes.push(`paired PyTorch could not start: ${(e as Error).message}`);
+      }
+    }
+  }
+  const live = runner;
+  let failed = false;
+  const pair = live
+    ? async (w: string, n: number, warm: number): Promise<number | null> => {
+        const tw = TORCH_COUNTERPART[w];
+        if (failed || !tw || !live.workloads.includes(tw)) return null;
+        try {
+          return await live.time(tw, n, warm);
+        } catch (e) {
+          failed = true;
+          notes.push((e as Error).message);
+          return null;
+        }
+      }
+    : undefined;
+  let ours: BenchRow[];
+  try {
+    ours = await runBench({ ...opts, rounds, pair });
+  } finally {
+    live?.close();
+  }
+  // the whole reference scripts, after ours, for the rows that have no paired figures
+  const unpaired = ours.filter((r) => !(r.rounds?.length && r.rounds.every((x) => x.torch_ms !== null)));
   let timings: TorchTiming[] | null = null;
-  if (probe.available) {
+  if (probe.available && unpaired.length) {
     const r = runTorchReference({
       python,
       threads,
       torchRef: findTorchRef(opts.torchRef),
-      workloads: ours.map((x) => x.workload),
+      workloads: unpaired.map((x) => x.workload),
       evalIterations: Math.min(opts.iterations ?? 10, EVAL_ITERATIONS),
       evalWarmup: Math.min(opts.warmup ?? 2, 1),
-      timeoutMs: opts.torchTimeoutMs ?? 20 * 60_000,
+      timeoutMs,
     });
     timings = r.timings;
     notes.push(...r.notes);
   }
   const why = probe.available ? (notes.length ? notes.join('; ') : undefined) : `torch unavailable: ${probe.reason}`;
   const rows = compareWithTorch(ours, timings, probe.available ? threads : null, why);
-  const status = probe.available
-    ? `torch ${probe.version} (${python}, ${threads} threads) ran right after ours in this invocation; ratio = ours / torch${notes.length ? `; ${notes.join('; ')}` : ''}`
-    : `torch unavailable (${probe.reason}): our figures only`;
+  const anyPaired = rows.some((r) => r.paired);
+  const how = anyPaired
+    ? `ran right after each of our ${rounds} round(s), workload by workload (torch_ref.py's functions via bench-ref/torch_paired.py); ratio = median of the rounds' ours / torch${unpaired.length ? ' (rows without a torch_ref.py counterpart: the reference scripts after ours)' : ''}`
+    : 'ran right after ours in this invocation; ratio = ours / torch';
+  const status = probe.available ? `torch ${probe.version} (${python}, ${threads} threads) ${how}${notes.length ? `; ${notes.join('; ')}` : ''}` : `torch unavailable (${probe.reason}): our figures only`;
   return { rows, torch: { ...probe, ran: probe.available, threads, notes }, status };
 }

@@ -4,7 +4,8 @@
  * 600-episode evaluation), parses their JSON lines, and pairs them with our rows (ratio = ours / torch).
  * Torch being absent is a normal outcome (figures without a reference), never an error.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +31,8 @@ export interface BenchComparisonRow extends BenchRow {
   torch_threads: number | null;
   /** why there is no torch figure, when there is none */
   torch_note?: string;
+  /** true: PyTorch ran right after each of our rounds (`--paired`), ratio = median of the rounds' ratios */
+  paired?: boolean;
 }
 
 export interface TorchStatus {
@@ -96,11 +99,32 @@ export function benchRatio(ours: number, torch: number): number {
   return r >= 0.1 ? Math.round(r * 100) / 100 : Number(r.toPrecision(3));
 }
 
-/** Pair our rows with torch timings (by {@link TORCH_COUNTERPART}); `note` explains missing figures. */
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * Pair our rows with torch timings (by {@link TORCH_COUNTERPART}); `note` explains missing figures.
+ * A row whose rounds carry PyTorch's figure of the same moment (`bench --paired`) uses those instead:
+ * torch_ms is the median of the rounds', the ratio the median of the rounds' ours / torch.
+ */
 export function compareWithTorch(rows: readonly BenchRow[], torch: readonly TorchTiming[] | null, threads: number | null, note?: string): BenchComparisonRow[] {
   const byName = new Map((torch ?? []).map((t) => [t.workload, t]));
   return rows.map((r) => {
     const tw = TORCH_COUNTERPART[r.workload] ?? null;
+    const paired = r.rounds?.filter((x): x is { ms: number; torch_ms: number } => x.torch_ms !== null) ?? [];
+    if (tw && paired.length && paired.length === r.rounds!.length) {
+      return {
+        ...r,
+        torch_workload: tw,
+        torch_ms: Math.round(median(paired.map((x) => x.torch_ms)) * 100) / 100,
+        ratio: benchRatio(median(paired.map((x) => x.ms / x.torch_ms)), 1),
+        torch_threads: threads,
+        paired: true,
+      };
+    }
     const t = tw ? byName.get(tw) : undefined;
     const row: BenchComparisonRow = {
       ...r,
@@ -142,6 +166,113 @@ export function findTorchRef(explicit?: string): string | null {
 /** Our evaluation reference (packages/core/bench-ref/torch_eval.py; same depth from src/ and dist/). */
 export function torchEvalScript(): string {
   return resolve(HERE, '..', '..', 'bench-ref', 'torch_eval.py');
+}
+
+/** Our driver serving torch_ref.py's workloads one at a time (bench-ref/torch_paired.py). */
+export function torchPairedScript(): string {
+  return resolve(HERE, '..', '..', 'bench-ref', 'torch_paired.py');
+}
+
+/**
+ * One Python process that has run torch_ref.py's definitions (not its loop) and times one of its
+ * workloads per request with torch_ref.py's own `timeit` (`bench --paired`: PyTorch measured right
+ * after each of our rounds, so both see the same machine state).
+ */
+export class TorchPairedRunner {
+  private readonly pending: ((line: string | null) => void)[] = [];
+  private readonly queued: string[] = [];
+  private closed = false;
+  private stderr = '';
+
+  private constructor(
+    private readonly child: ChildProcessWithoutNullStreams,
+    private readonly timeoutMs: number,
+    readonly label: string,
+  ) {
+    createInterface({ input: child.stdout }).on('line', (l) => {
+      const w = this.pending.shift();
+      if (w) w(l);
+      else this.queued.push(l);
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      this.stderr = (this.stderr + d.toString()).slice(-4000);
+    });
+    child.on('close', () => {
+      this.closed = true;
+      for (const w of this.pending.splice(0)) w(null);
+    });
+  }
+
+  /** workload names torch_ref.py defines */
+  workloads: string[] = [];
+
+  /** Start the driver on `torchRef`; rejects with the driver's reason when it cannot serve. */
+  static async start(python: string, torchRef: string, threads: number, timeoutMs: number, script = torchPairedScript()): Promise<TorchPairedRunner> {
+    const child = spawn(python, [script, torchRef, String(threads)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const r = new TorchPairedRunner(child, timeoutMs, torchRef);
+    const spawnError = new Promise<string>((res) => child.on('error', (e) => res(`${python} could not be run (${(e as NodeJS.ErrnoException).code ?? e.message})`)));
+    const first = await Promise.race([r.next(), spawnError]);
+    const o = typeof first === 'string' ? r.parse(first) : null;
+    if (!o || o['ready'] !== true || !Array.isArray(o['workloads'])) {
+      r.close();
+      const why = o && typeof o['error'] === 'string' ? o['error'] : typeof first === 'string' && !first.startsWith('{') ? first : r.lastError();
+      throw new Error(`torch_paired.py on ${torchRef}: ${why}`);
+    }
+    r.workloads = (o['workloads'] as unknown[]).map(String);
+    return r;
+  }
+
+  /** PyTorch's median ms for `workload` over `iterations` (after `warmup`), measured now. */
+  async time(workload: string, iterations: number, warmup: number): Promise<number> {
+    if (this.closed) throw new Error(`torch_paired.py on ${this.label} has exited: ${this.lastError()}`);
+    this.child.stdin.write(`${workload} ${iterations} ${warmup}\n`);
+    const line = await this.next();
+    const o = line === null ? null : this.parse(line);
+    if (!o) throw new Error(`torch_paired.py on ${this.label}: no answer for '${workload}' (${line === null ? this.lastError() : `got ${JSON.stringify(line.slice(0, 120))}`})`);
+    if (typeof o['error'] === 'string') throw new Error(`torch_paired.py on ${this.label}: ${o['error']}`);
+    const t = parseTorchOutput(line!, 'torch_paired.py')[0];
+    if (!t || t.workload !== workload) throw new Error(`torch_paired.py on ${this.label}: asked for '${workload}', got ${JSON.stringify(line!.slice(0, 120))}`);
+    return t.ms;
+  }
+
+  close(): void {
+    if (!this.closed) {
+      this.child.stdin.end();
+      this.child.kill();
+    }
+  }
+
+  private lastError(): string {
+    return this.stderr.trim().split('\n').pop() || 'it exited';
+  }
+
+  private parse(line: string): Record<string, unknown> | null {
+    try {
+      const o = JSON.parse(line) as unknown;
+      return o && typeof o === 'object' ? (o as Record<string, unknown>) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private next(): Promise<string | null> {
+    const q = this.queued.shift();
+    if (q !== undefined) return Promise.resolve(q);
+    if (this.closed) return Promise.resolve(null);
+    return new Promise((res, rej) => {
+      const timer = setTimeout(() => {
+        const i = this.pending.indexOf(done);
+        if (i >= 0) this.pending.splice(i, 1);
+        this.close();
+        rej(new Error(`torch_paired.py on ${this.label}: no answer within ${Math.round(this.timeoutMs / 1000)} s`));
+      }, this.timeoutMs);
+      const done = (l: string | null) => {
+        clearTimeout(timer);
+        res(l);
+      };
+      this.pending.push(done);
+    });
+  }
 }
 
 /** Whether `python` can import torch (and its version). */
