@@ -374,16 +374,16 @@ export class BatchNorm implements Layer {
       // y = (x - mean) * γ / sqrt(var + ε) + β with mean/var over every axis but the channel axis
       const r = ctx.rank;
       const axes = [0, ...Array.from({ length: r - 2 }, (_, i) => i + 2)];
+      const bshape = [c, ...Array(r - 2).fill(1)];
       const mean = g.addNode('ReduceMean', [x], { axes, keepdims: 1 });
       const d = g.addNode('Sub', [x, mean]);
       const variance = g.addNode('ReduceMean', [g.addNode('Mul', [d, d])], { axes, keepdims: 1 });
       g.noteBatchStats(this.name, mean, variance, ctx.shape.slice(0, -1).reduce((a, b) => a * b, 1));
-      // the affine part is one BatchNormalization (inference form) fed the batch statistics: one pass over
-      // the map instead of a Mul and an Add (graph training differentiates it, see onnx/autodiff.ts)
-      const gam = this.affine ? g.addParam(`${this.name}.weight`, need(p, 'weight', this)) : g.float(new Array(c).fill(1), [c], `${this.name}.ones`);
-      const bet = this.affine ? g.addParam(`${this.name}.bias`, need(p, 'bias', this)) : g.float(new Array(c).fill(0), [c], `${this.name}.zeros`);
-      const flat = (v: string) => g.addNode('Reshape', [v, g.int64([c])]);
-      return g.addNode('BatchNormalization', [x, gam, bet, flat(mean), flat(variance)], { epsilon: this.epsilon }, { output: out });
+      const std = g.addNode('Sqrt', [g.addNode('Add', [variance, g.float(this.epsilon, [], `${this.name}.epsilon`)])]);
+      if (!this.affine) return g.addNode('Div', [d, std], {}, { output: out });
+      const gam = g.addParam(`${this.name}.weight`, need(p, 'weight', this), { shape: bshape });
+      const bet = g.addParam(`${this.name}.bias`, need(p, 'bias', this), { shape: bshape });
+      return g.addNode('Add', [g.addNode('Mul', [d, g.addNode('Div', [gam, std])]), bet], {}, { output: out });
     }
     const st = ctx.state;
     const rm = need(st, 'running_mean', this, 'state buffer', 'pass opts.state to exportOnnx, or batchStats: true');

@@ -321,38 +321,6 @@ const RULES: Record<string, Vjp> = {
   },
 };
 
-/**
- * Terms of a gradient sum: a per-channel term c ([1, C, 1, …]) and a full-size term u·k with k per
- * channel (batch-norm's backward has both) become one BatchNormalization(u; scale k, bias c, mean 0,
- * variance 1, ε 0) = u·k + c, one pass over the map instead of a Mul and an Add (the Mul is left
- * unused and dropped when the graph is built).
- */
-function foldChannelAffine(g: TraceGraph, want: readonly number[], terms: string[]): string[] {
-  if (want.length < 2 || want[1]! < 2) return terms;
-  const c = want[1]!;
-  const perChannel = (v: string) => {
-    const s = g.shapeOf(v);
-    return s.length === want.length && s.every((d, i) => (i === 1 ? d === c : d === 1));
-  };
-  const full = (v: string) => {
-    const s = g.shapeOf(v);
-    return s.length === want.length && s.every((d, i) => d === want[i]);
-  };
-  const ci = terms.findIndex(perChannel);
-  if (ci < 0) return terms;
-  for (let ti = 0; ti < terms.length; ti++) {
-    const n = g.producerOf(terms[ti]!);
-    if (n?.op !== 'Mul' || !full(terms[ti]!)) continue;
-    const [a, b] = n.inputs as [string, string];
-    const [u, k] = full(a) && perChannel(b) ? [a, b] : full(b) && perChannel(a) ? [b, a] : [null, null];
-    if (!u || !k) continue;
-    const flat = (x: string) => g.addNode('Reshape', [x, g.int64([c])]);
-    const bn = g.addNode('BatchNormalization', [u, flat(k), flat(terms[ci]!), g.float(new Array(c).fill(0), [c]), g.float(new Array(c).fill(1), [c])], { epsilon: 0 });
-    return [...terms.filter((_, i) => i !== ti && i !== ci), bn].sort((p, q) => prod(g.shapeOf(q)) - prod(g.shapeOf(p)));
-  }
-  return terms;
-}
-
 /** Ops {@link appendGradients} can differentiate. */
 export const DIFFERENTIABLE_OPS: readonly string[] = Object.keys(RULES);
 
@@ -386,7 +354,7 @@ export function appendGradients(g: TraceGraph, y: string, wrt: readonly string[]
     if (!l || l.length === 0) return null;
     // Adds, not one Sum: onnxruntime's Sum is ~2x slower than a chain of Adds ([80,64,28,28] + [80,64,28,28]
     // + [1,64,1,1]: Sum 4.0 ms, two Adds 2.2 ms); the full-size terms go first, broadcast ones last
-    const sorted = foldChannelAffine(g, g.shapeOf(v), [...l].sort((a, b) => prod(g.shapeOf(b)) - prod(g.shapeOf(a))));
+    const sorted = [...l].sort((a, b) => prod(g.shapeOf(b)) - prod(g.shapeOf(a)));
     let s = sorted.reduce((acc, v) => g.addNode('Add', [acc, v]));
     contrib.set(v, [s]);
     const want = g.shapeOf(v);
