@@ -16,6 +16,7 @@ import type { Params } from '../nn/types.js';
 import { exportOnnx } from '../onnx/export.js';
 import { OnnxRunner } from '../onnx/runtime.js';
 import { compileLossGrad, compileMamlTask, crossEntropyNodes, protoLogitsNodes, shapesOf, type OrtGraph } from '../onnx/graph.js';
+import { Adam } from '../optim/adam.js';
 import { BENCH_WORKLOADS } from './workloads.js';
 import { compareWithTorch, findTorchRef, probeTorch, runTorchReference, TORCH_COUNTERPART, TorchPairedRunner, type BenchComparisonRow, type TorchStatus, type TorchTiming } from './torch.js';
 
@@ -86,39 +87,6 @@ async function timeitAsync(fn: () => Promise<void>, n: number, warm: number): Pr
     ts.push(performance.now() - t);
   }
   return Math.round(median(ts) * 100) / 100;
-}
-
-/** Minimal functional Adam (PyTorch defaults) over a record of parameters; replaces them in place. */
-class Adam {
-  private m = new Map<string, tf.Tensor>();
-  private v = new Map<string, tf.Tensor>();
-  private t = 0;
-  constructor(private readonly lr = 1e-3) {}
-  step(params: Params, grads: Record<string, tf.Tensor>): void {
-    this.t++;
-    const b1 = 0.9;
-    const b2 = 0.999;
-    const c1 = 1 - b1 ** this.t;
-    const c2 = 1 - b2 ** this.t;
-    for (const [k, g] of Object.entries(grads)) {
-      const p = params[k]!;
-      const [np, nm, nv] = tf.tidy(() => {
-        const m = tf.add(tf.mul(this.m.get(k) ?? tf.zerosLike(p), b1), tf.mul(g, 1 - b1));
-        const v = tf.add(tf.mul(this.v.get(k) ?? tf.zerosLike(p), b2), tf.mul(tf.square(g), 1 - b2));
-        const upd = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), 1e-8));
-        return [tf.sub(p, tf.mul(upd, this.lr)), m, v];
-      });
-      this.m.get(k)?.dispose();
-      this.v.get(k)?.dispose();
-      p.dispose();
-      params[k] = np!;
-      this.m.set(k, nm!);
-      this.v.set(k, nv!);
-    }
-  }
-  dispose(): void {
-    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
-  }
 }
 
 function labels(ways: number, per: number): Int32Array {
@@ -215,7 +183,18 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
   const yq = labels(W, Q);
   const train = { training: true };
   const pick = (keys: string[], vals: tf.Tensor[]): Params => Object.fromEntries(keys.map((k, i) => [k, vals[i]!]));
-  const opt = new Adam(1e-3);
+  // the learners' Adam (core/optim/adam.ts), updating `params` in place of the stepped keys
+  const adam = new Adam({ lr: 1e-3 });
+  const opt = {
+    step(ps: Params, grads: Params): void {
+      const next = adam.step(pick(Object.keys(grads), Object.keys(grads).map((k) => ps[k]!)), grads);
+      for (const [k, t] of Object.entries(next)) {
+        ps[k]!.dispose();
+        ps[k] = t;
+      }
+    },
+    dispose: () => adam.dispose(),
+  };
   const rows: BenchRow[] = [];
   // each workload: `rounds` measurements, each followed by PyTorch's (opts.pair) when pairing
   const emit = async (workload: string, b: string, measure: () => number | Promise<number>) => {
@@ -258,6 +237,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
       })(bbKeys.map((k) => params[k]!)),
     );
     opt.step(params, pick(bbKeys, gs));
+    tf.dispose(gs);
   };
   const mamlStep = (firstOrder: boolean, steps: number, metaBatch = 4) => {
     const inner = (p: Params) => crossEntropy(full.apply(p, xs, train) as tf.Tensor2D, ys);

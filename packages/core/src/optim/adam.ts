@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { dataToTensor, tensorToData } from '../checkpoint.js';
 import type { TensorData } from '../contracts.js';
 
 type TensorMap = Record<string, tf.Tensor>;
@@ -27,8 +26,9 @@ export const ADAM_DEFAULTS: AdamOptions = { lr: 1e-3, beta1: 0.9, beta2: 0.999, 
  */
 export class Adam {
   readonly opts: AdamOptions;
-  private m: TensorMap = {};
-  private v: TensorMap = {};
+  private m: Record<string, Float32Array> = {};
+  private v: Record<string, Float32Array> = {};
+  private shapes: Record<string, number[]> = {};
   private t = 0;
 
   constructor(opts: Partial<AdamOptions> = {}) {
@@ -81,8 +81,10 @@ export class Adam {
     const { beta1, beta2, epsilon, weightDecay } = this.opts;
     this.t++;
     const bc1 = 1 - beta1 ** this.t;
-    const bc2 = 1 - beta2 ** this.t;
+    const sbc2 = Math.sqrt(1 - beta2 ** this.t);
     const out: TensorMap = {};
+    // elementwise on the values (one pass per parameter; as tfjs ops it was ~13 kernel calls per
+    // parameter: 3.8 → 0.6 ms for Conv-4 on wasm), the moments kept as Float32Arrays
     for (const k of Object.keys(params).sort()) {
       const p = params[k]!;
       const g0 = grads[k];
@@ -90,19 +92,22 @@ export class Adam {
         out[k] = tf.clone(p);
         continue;
       }
-      const [np, nm, nv] = tf.tidy(() => {
-        let g = scale === 1 ? g0 : tf.mul(g0, scale);
-        if (weightDecay > 0) g = tf.add(g, tf.mul(p, weightDecay));
-        const m = tf.add(tf.mul(this.m[k] ?? tf.zerosLike(p), beta1), tf.mul(g, 1 - beta1));
-        const v = tf.add(tf.mul(this.v[k] ?? tf.zerosLike(p), beta2), tf.mul(tf.square(g), 1 - beta2));
-        const denom = tf.add(tf.div(tf.sqrt(v), Math.sqrt(bc2)), epsilon);
-        return [tf.sub(p, tf.div(tf.mul(m, lr / bc1), denom)), m, v];
-      });
-      this.m[k]?.dispose();
-      this.v[k]?.dispose();
-      this.m[k] = nm!;
-      this.v[k] = nv!;
-      out[k] = np!;
+      if (g0.size !== p.size) throw new Error(`Adam.step: gradient for '${k}' has ${g0.size} values, the parameter ${p.size}`);
+      const pv = p.dataSync() as Float32Array;
+      const gv = g0.dataSync() as Float32Array;
+      this.shapes[k] ??= [...p.shape];
+      const m = (this.m[k] ??= new Float32Array(p.size));
+      const v = (this.v[k] ??= new Float32Array(p.size));
+      const np = new Float32Array(p.size);
+      for (let i = 0; i < np.length; i++) {
+        const g = gv[i]! * scale + weightDecay * pv[i]!;
+        const mi = beta1 * m[i]! + (1 - beta1) * g;
+        const vi = beta2 * v[i]! + (1 - beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        np[i] = pv[i]! - (lr * (mi / bc1)) / (Math.sqrt(vi) / sbc2 + epsilon);
+      }
+      out[k] = tf.tensor(np, p.shape, 'float32');
     }
     return out;
   }
@@ -111,8 +116,9 @@ export class Adam {
   state(): Record<string, TensorData | number> {
     const s: Record<string, TensorData | number> = { t: this.t };
     for (const k of Object.keys(this.m).sort()) {
-      s[`m/${k}`] = tensorToData(this.m[k]!);
-      s[`v/${k}`] = tensorToData(this.v[k]!);
+      const shape = this.shapes[k] ?? [this.m[k]!.length];
+      s[`m/${k}`] = { shape: [...shape], dtype: 'float32', data: Array.from(this.m[k]!) };
+      s[`v/${k}`] = { shape: [...shape], dtype: 'float32', data: Array.from(this.v[k]!) };
     }
     return s;
   }
@@ -129,14 +135,16 @@ export class Adam {
     this.t = t;
     for (const [key, val] of Object.entries(s)) {
       if (key === 't') continue;
-      (key.startsWith('m/') ? this.m : this.v)[key.slice(2)] = dataToTensor(val as TensorData);
+      const d = val as TensorData;
+      (key.startsWith('m/') ? this.m : this.v)[key.slice(2)] = Float32Array.from(d.data);
+      this.shapes[key.slice(2)] = [...d.shape];
     }
   }
 
   private disposeMoments(): void {
-    for (const x of [...Object.values(this.m), ...Object.values(this.v)]) x.dispose();
     this.m = {};
     this.v = {};
+    this.shapes = {};
   }
 
   dispose(): void {
