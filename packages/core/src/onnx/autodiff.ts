@@ -5,13 +5,14 @@ import { attrInts, attrNum, im2colRows, sliceRanges, type TraceGraph, type Trace
  * Reverse-mode differentiation of an ONNX graph, written as more ONNX nodes on the same
  * {@link TraceGraph}. Every gradient is built from ops that have gradient rules here too (Conv's input
  * gradient is a Conv with the flipped, in/out-swapped filter; its filter gradient is one MatMul over
- * the stacked tap views; pool gradients are upsampling with masks), so the result can be
- * differentiated again: second-order MAML is `appendGradients` of a graph that already holds one.
+ * the im2col rows, a Gather whose adjoint is a ScatterND add and back; pool gradients are upsampling
+ * with masks), so the result can be differentiated again: second-order MAML is `appendGradients` of a
+ * graph that already holds one.
  *
  * Supported ops: the layers' forward ops (Conv 2-D with stride 1, MaxPool / AveragePool with window =
  * stride and no padding, Gemm, MatMul, batch-norm arithmetic, activations, Transpose, Reshape,
- * Flatten, reductions, LogSoftmax) and every op the rules emit. An op outside that set on the path
- * from `wrt` to `y` is an error naming it.
+ * Flatten, reductions, LogSoftmax), BatchNormalization in its inference form, and every op the rules
+ * emit. An op outside that set on the path from `wrt` to `y` is an error naming it.
  */
 
 type Vjp = (g: TraceGraph, n: TraceNode, gy: string, needs: (i: number) => boolean) => (string | null)[];

@@ -180,8 +180,6 @@ export class TraceGraph extends OnnxGraphBuilder {
     opts: { outputs?: string[]; name?: string; domain?: string } = {},
   ): string[] {
     if (opts.domain) throw new Error(`TraceGraph: op ${opts.domain}.${op} is not supported`);
-    // the same op on the same values is computed once (gradient rules recompute forward values, e.g.
-    // batch-norm's x − mean); every op a trace accepts is deterministic
     if (op === 'Reshape' && !opts.outputs && inputs[1] !== undefined) {
       // a reshape to the value's own shape is the value; a reshape of a reshape reads the original
       const to = this.consts.get(inputs[1]);
@@ -190,6 +188,8 @@ export class TraceGraph extends OnnxGraphBuilder {
       const src = this.producerOf(inputs[0]!);
       if (src?.op === 'Reshape' && to && !to.includes(0)) inputs = [src.inputs[0]!, inputs[1]];
     }
+    // the same op on the same values is computed once (rules may recompute forward values, e.g. the
+    // BatchNormalization rule's x − mean); every op a trace accepts is deterministic
     const key = opts.outputs ? undefined : JSON.stringify([op, inputs, numOutputs, attrs]);
     const seen = key !== undefined ? this.memo.get(key) : undefined;
     if (seen) return seen;
@@ -428,9 +428,9 @@ export class TraceGraph extends OnnxGraphBuilder {
 /**
  * im2col as one Gather: the rows (pixels, channels-last) of `xl` [N, H, W, C] that each output pixel's
  * kh·kw taps read, in tap order, as [N·Ho·Wo·kh·kw, C] (reshape to [N·Ho·Wo, kh·kw·C] for the
- * MatMul). Taps in the zero padding read an appended zero row. Maps of fewer than 16 channels use
- * kh·kw Slices of the padded map and a Concat instead, in the same order. One Gather of 256-byte rows is ~3x
- * faster in onnxruntime than kh·kw Slices and a Concat (each a full copy).
+ * MatMul). Taps in the zero padding read an appended zero row. One Gather of 256-byte rows is
+ * ~3x faster in onnxruntime than kh·kw Slices and a Concat (each a full copy); maps of fewer than 16
+ * channels use those Slices of the padded map and a Concat instead, in the same order.
  */
 export function im2colRows(
   xl: string,
