@@ -43,7 +43,7 @@ def main():
         parts = line.split()
         if not parts:
             continue
-        if len(parts) != 3 or parts[0] not in workloads:
+        if len(parts) != 3 or parts[0] not in workloads or not parts[1].isdigit() or not parts[2].isdigit() or int(parts[1]) < 1:
             print(json.dumps({"error": f"bad request {line.strip()!r} (want NAME ITERATIONS WARMUP; names: {', '.join(workloads)})"}), flush=True)
             continue
         name, n, warm = parts[0], int(parts[1]), int(parts[2])

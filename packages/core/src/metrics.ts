@@ -21,6 +21,20 @@ export function relativeL2(value: ArrayLike<number>, reference: ArrayLike<number
   return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
+/**
+ * One-hot rows [labels.length, classes] (row-major float32), the label feeds of graph training; a
+ * label outside 0..classes − 1 is an error saying `what` it is.
+ */
+export function oneHotRows(labels: ArrayLike<number>, classes: number, what = 'label'): Float32Array {
+  const o = new Float32Array(labels.length * classes);
+  for (let i = 0; i < labels.length; i++) {
+    const c = labels[i]!;
+    if (!Number.isInteger(c) || c < 0 || c >= classes) throw new RangeError(`${what} ${c} is outside 0..${classes - 1}`);
+    o[i * classes + c] = 1;
+  }
+  return o;
+}
+
 /** Row-wise argmax of a row-major [rows, cols] matrix. */
 export function argmaxRows(data: ArrayLike<number>, rows: number, cols: number): Int32Array {
   const out = new Int32Array(rows);

@@ -181,6 +181,8 @@ describe('bench --paired: PyTorch right after each of our rounds', () => {
         expect(await r.time('conv4_fwd_batch80', 4, 1)).toBe(1041);
         expect(await r.time('conv4_fwd_bwd_batch80', 2, 0)).toBe(6020);
         await expect(r.time('nope', 1, 0)).rejects.toThrow(/bad request 'nope 1 0'.*names: conv4_fwd_batch80, conv4_fwd_bwd_batch80/);
+        await expect(r.time('conv4_fwd_batch80', 0, 1)).rejects.toThrow(/bad request 'conv4_fwd_batch80 0 1'/);
+        expect(await r.time('conv4_fwd_batch80', 1, 0)).toBe(1010);
       } finally {
         r.close();
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Rng, meanCI, accuracy, argmaxRows } from '../src/index.js';
+import { Rng, meanCI, accuracy, argmaxRows, oneHotRows } from '../src/index.js';
 
 describe('Rng', () => {
   it('is deterministic for a seed and differs across seeds', () => {
@@ -34,6 +34,9 @@ describe('metrics', () => {
   it('computes accuracy, argmax and the 95% CI of the mean', () => {
     expect(accuracy([0, 1, 2, 2], [0, 1, 1, 2])).toBe(0.75);
     expect(Array.from(argmaxRows([0.1, 0.9, 0.8, 0.2], 2, 2))).toEqual([1, 0]);
+    expect(Array.from(oneHotRows([2, 0], 3))).toEqual([0, 0, 1, 1, 0, 0]);
+    expect(() => oneHotRows([0, 3], 3, 'maml: query label')).toThrow(/maml: query label 3 is outside 0..2/);
+    expect(() => oneHotRows([-1], 3)).toThrow(/label -1 is outside/);
     const m = meanCI([1, 0, 1, 0]);
     expect(m.mean).toBe(0.5);
     // sample std of [1,0,1,0] = sqrt(1/3); ci = 1.96*std/2

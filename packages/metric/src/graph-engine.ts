@@ -6,6 +6,7 @@ import {
   crossEntropyNodes,
   emitLayers,
   graphThreads,
+  oneHotRows,
   OrtGraph,
   symbolicParams,
   TraceGraph,
@@ -118,11 +119,7 @@ export class GraphEpisodeEngine {
     if (empty >= 0) throw new Error(`${this.learnerId}: class ${empty} has no support example`);
     const avg = new Float32Array(ways * ns);
     ep.support.y.forEach((y, i) => (avg[y * ns + i] = 1 / counts[y]!));
-    const yq = new Float32Array(nq * ways);
-    ep.query.y.forEach((y, i) => {
-      if (y < 0 || y >= ways) throw new Error(`${this.learnerId}: query label ${y} is outside 0..${ways - 1}`);
-      yq[i * ways + y] = 1;
-    });
+    const yq = oneHotRows(ep.query.y, ways, `${this.learnerId}: query label`);
     const xs = ep.support.x.dataSync() as Float32Array;
     const xq = ep.query.x.dataSync() as Float32Array;
     const x = new Float32Array(xs.length + xq.length);

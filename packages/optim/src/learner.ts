@@ -3,6 +3,7 @@ import {
   accuracy,
   argmaxRows,
   compileMamlTask,
+  oneHotRows,
   graphThreads,
   type OrtGraph,
   Dense,
@@ -375,19 +376,11 @@ export class OptimLearner implements MetaLearner<OptimConfig>, TaskParallelLearn
       this.graphs.set(key, graph);
     }
     const ways = this.config.ways;
-    const oneHot = (y: Int32Array) => {
-      const o = new Float32Array(y.length * ways);
-      y.forEach((c, i) => {
-        if (c < 0 || c >= ways) throw new Error(`${this.id}: label ${c} is outside 0..${ways - 1}`);
-        o[i * ways + c] = 1;
-      });
-      return o;
-    };
     const feeds: Record<string, Float32Array> = {
       xs: e.support.x.dataSync() as Float32Array,
-      ys: oneHot(e.support.y),
+      ys: oneHotRows(e.support.y, ways, `${this.id}: support label`),
       xq: e.query.x.dataSync() as Float32Array,
-      yq: oneHot(e.query.y),
+      yq: oneHotRows(e.query.y, ways, `${this.id}: query label`),
     };
     // the meta-parameters' values, read once per meta-step (the tasks of a step share them; every
     // update replaces this.meta)

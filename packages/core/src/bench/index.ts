@@ -16,6 +16,7 @@ import type { Params } from '../nn/types.js';
 import { exportOnnx } from '../onnx/export.js';
 import { OnnxRunner } from '../onnx/runtime.js';
 import { compileLossGrad, compileMamlTask, crossEntropyNodes, protoLogitsNodes, shapesOf, type OrtGraph } from '../onnx/graph.js';
+import { oneHotRows } from '../metrics.js';
 import { Adam } from '../optim/adam.js';
 import { BENCH_WORKLOADS } from './workloads.js';
 import { compareWithTorch, findTorchRef, probeTorch, runTorchReference, TORCH_COUNTERPART, TorchPairedRunner, type BenchComparisonRow, type TorchStatus, type TorchTiming } from './torch.js';
@@ -282,11 +283,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
   const graphs: OrtGraph[] = [];
   const bbShapes = shapesOf(params, bbKeys);
   const allShapes = shapesOf(params, allKeys);
-  const oneHot = (y: Int32Array) => {
-    const o = new Float32Array(y.length * W);
-    y.forEach((c, i) => (o[i * W + c] = 1));
-    return o;
-  };
+  const oneHot = (y: Int32Array) => oneHotRows(y, W);
   const feedsOf = (keys: string[], extra: Record<string, Float32Array>) => {
     const f: Record<string, Float32Array> = { ...extra };
     for (const k of keys) f[k] = params[k]!.dataSync() as Float32Array;
