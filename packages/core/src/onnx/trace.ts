@@ -263,8 +263,13 @@ export class TraceGraph extends OnnxGraphBuilder {
     const pads = attrInts(n, 'pads') ?? [0, 0, 0, 0];
     const raw = (op: string, ins: string[], a: Record<string, OnnxAttrValue> = {}) => super.addNodeMulti(op, ins, 1, a)[0]!;
     const i64 = (v: number[]) => super.addInitializer(this.uniqueName('im2col_const'), { data: v, shape: [v.length], dtype: 'int64' });
-    const xl = raw('Transpose', [x], { perm: [0, 2, 3, 1] });
-    const cols = raw('Reshape', [im2colRows(xl, [nb, h, wd, cin], [kh, kw], pads, [ho, wo], raw, i64, (v, sh) => super.addInitializer(this.uniqueName('im2col_zero'), { data: v, shape: sh, dtype: 'float32' })), i64([nb * ho * wo, kh * kw * cin])]);
+    // the input side (channels-last copy, im2col rows) is recorded and shared: the Conv rule's filter
+    // gradient builds the very same nodes and gets these back instead of a second copy (a value that
+    // only feeds the unrecorded MatMul gets no gradient of its own)
+    const rec = (op: string, ins: string[], a: Record<string, OnnxAttrValue> = {}) => this.addNode(op, ins, a);
+    const xl = rec('Transpose', [x], { perm: [0, 2, 3, 1] });
+    const rows = im2colRows(xl, [nb, h, wd, cin], [kh, kw], pads, [ho, wo], rec, (v) => this.int64(v), (v, sh) => this.float(v, sh));
+    const cols = rec('Reshape', [rows, this.int64([nb * ho * wo, kh * kw * cin])]);
     const wm = raw('Reshape', [raw('Transpose', [w], { perm: [2, 3, 1, 0] }), i64([kh * kw * cin, cout])]);
     let y = raw('MatMul', [cols, wm]);
     if (b) y = raw('Add', [y, b]);
