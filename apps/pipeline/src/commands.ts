@@ -33,6 +33,7 @@ import { lastValueFrom } from 'rxjs';
 import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';
+import { LEARNER_BENCH_WORKLOADS, learnerBenchWorkers, learnerBenchWorkloads } from './bench-learners.js';
 import { datasetIds, datasetSchema, openDataset } from './datasets.js';
 import { imagePreprocess, isImageFile, loadImages, readFloatFile, type ExampleBatch, type Preprocess } from './inputs.js';
 import { loadPipeline, validateLearnerOptions, type PipelineConfig } from './validate.js';
@@ -500,17 +501,22 @@ export async function predictOnnx(modelFile: string, inputs: readonly string[]):
 }
 
 /**
- * `metalearn bench`: core's benchmark, then PyTorch's reference for the same workloads in the same
- * invocation (when the Python has torch; `--no-torch` skips it). Rows carry ours, torch's and the ratio.
+ * `metalearn bench`: core's benchmark plus the learner rows (bench-learners.ts: FOMAML / MAML
+ * meta-batches by the optim learners on `workers` threads), then PyTorch's reference for the same
+ * workloads in the same invocation (when the Python has torch; `--no-torch` skips it). Rows carry
+ * ours, torch's and the ratio.
  */
-export async function bench(opts: BenchCompareOptions): Promise<BenchComparison> {
+export async function bench(opts: BenchCompareOptions & { workers?: number }): Promise<BenchComparison> {
+  const known = [...BENCH_WORKLOADS, ...LEARNER_BENCH_WORKLOADS];
   for (const w of opts.workloads ?? []) {
-    if (!(BENCH_WORKLOADS as readonly string[]).includes(w)) throw new InputError(`bench: unknown workload '${w}' (known: ${BENCH_WORKLOADS.join(', ')})`);
+    if (!known.includes(w)) throw new InputError(`bench: unknown workload '${w}' (known: ${known.join(', ')})`);
   }
+  if (opts.workers !== undefined && !(Number.isInteger(opts.workers) && opts.workers >= 1)) throw new InputError(`bench: --workers must be a positive integer, got ${opts.workers}`);
   if (opts.iterations !== undefined && !(opts.iterations >= 1)) throw new InputError(`bench: --iterations must be >= 1, got ${opts.iterations}`);
   if (opts.warmup !== undefined && !(opts.warmup >= 0)) throw new InputError(`bench: --warmup must be >= 0, got ${opts.warmup}`);
   if (opts.onnxThreads !== undefined && !(opts.onnxThreads >= 1)) throw new InputError(`bench: --onnx-threads must be >= 1, got ${opts.onnxThreads}`);
   const backends = ['wasm', 'cpu', 'tensorflow'];
   if (opts.backend !== undefined && !backends.includes(opts.backend)) throw new InputError(`bench: --backend must be one of ${backends.join(', ')}, got '${opts.backend}'`);
-  return runBenchComparison(opts);
+  const { workers, ...rest } = opts;
+  return runBenchComparison({ ...rest, extra: learnerBenchWorkloads(learnerBenchWorkers(workers), opts.seed ?? 0) });
 }

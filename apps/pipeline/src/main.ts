@@ -25,7 +25,7 @@ usage:
   metalearn predict <model.onnx> <input.png | inputs.json | inputs.npy>... [--json]
   metalearn bench [--json] [--workloads a,b] [--iterations N] [--warmup N] [--backend B] [--onnx-threads N]
                  [--torch | --no-torch] [--torch-threads N] [--python PATH] [--torch-ref PATH]
-                 [--paired] [--rounds N]
+                 [--paired] [--rounds N] [--workers N]
   metalearn --help
 
 run       train, evaluate (mean ± 95% CI), export ONNX, write DIR/{metrics.jsonl, checkpoints/,
@@ -44,7 +44,9 @@ predict   classify inputs with an exported model in onnxruntime: one line per in
 bench     core's engine benchmark, then PyTorch's reference (torch_ref.py) on the same workloads in
           the same invocation when /usr/bin/python3 has torch: ours, torch's median ms, ours/torch
           (one JSON line per workload with --json, a table otherwise); --paired alternates ours and
-          PyTorch's workload by workload for --rounds rounds (default 3): ratio = the rounds' median
+          PyTorch's workload by workload for --rounds rounds (default 3): ratio = the rounds' median;
+          the workers_* rows are the optim learners' FOMAML / MAML meta-batches as run trains them
+          (engine onnxruntime, tasks on --workers threads, default: the cores)
 
 exit codes: 0 ok, 1 failure, 2 invalid pipeline, usage or input data, 3 training diverged (NaN loss), 130 interrupted`;
 
@@ -354,17 +356,29 @@ async function toolCommand(args: Args, io: CliIO): Promise<number> {
     }
     case 'bench': {
       if (args.help) {
-        io.stdout(`metalearn bench [--json] ${BENCH_USAGE.replace(/^usage: bench /, '')}\n`);
+        io.stdout(`metalearn bench [--json] ${BENCH_USAGE.replace(/^usage: bench /, '')} [--workers N]\n`);
         return EXIT.ok;
       }
       let opts: BenchCompareOptions;
+      // --workers is the app's (its learner rows); the rest are core's bench options
+      let workers: number | undefined;
+      const rest: string[] = [];
+      for (let i = 0; i < args.benchArgs.length; i++) {
+        if (args.benchArgs[i] !== '--workers') {
+          rest.push(args.benchArgs[i]!);
+          continue;
+        }
+        const v = args.benchArgs[++i];
+        workers = Number(v);
+        if (v === undefined || !Number.isInteger(workers) || workers < 1) throw new UsageError(`--workers needs a positive integer, got ${JSON.stringify(v)}`);
+      }
       try {
-        opts = parseBenchArgs(args.benchArgs);
+        opts = parseBenchArgs(rest);
       } catch (e) {
         throw new UsageError((e as Error).message.replace(/^bench: /, ''));
       }
       // ours first, then torch's reference for the same workloads (same invocation, same machine load)
-      const r = await bench({ ...opts, quiet: true });
+      const r = await bench({ ...opts, quiet: true, workers });
       io.stdout(args.json ? r.rows.map((row) => JSON.stringify(row) + '\n').join('') : formatBenchTable(r.rows, r.status));
       if (args.json) io.stderr(`bench: ${r.status}\n`);
       return EXIT.ok;

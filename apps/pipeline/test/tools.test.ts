@@ -245,5 +245,16 @@ describe('metalearn bench', () => {
     const c5 = capture();
     expect(await main(['bench', '--iterations', 'many'], c5.io)).toBe(2);
     expect(c5.err()).toMatch(/--iterations needs an integer/);
+    const c6 = capture();
+    expect(await main(['bench', '--workers', '0'], c6.io)).toBe(2);
+    expect(c6.err()).toMatch(/--workers needs a positive integer, got "0"/);
   });
+
+  it('a learner row: the optim FOMAML learner (engine onnxruntime) stepping a meta-batch of 4 on 2 worker threads', async () => {
+    const c = capture();
+    expect(await main(['bench', '--json', '--no-torch', '--workers', '2', '--workloads', 'workers_fomaml_5w1s_metabatch4_1step', '--iterations', '1', '--warmup', '0'], c.io), c.err()).toBe(0);
+    const rows = c.out().trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows).toEqual([expect.objectContaining({ workload: 'workers_fomaml_5w1s_metabatch4_1step', backend: 'onnxruntime-graph, 2 workers', torch_workload: 'fomaml_5w1s_metabatch4_1step' })]);
+    expect(rows[0].ms).toBeGreaterThan(0);
+  }, 120_000);
 });

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BENCH_WORKLOADS, benchRatio, compareWithTorch, formatBenchTable, parseBenchArgs, parseTorchOutput, probeTorch, runBench, TorchPairedRunner } from '../src/bench/index.js';
+import { BENCH_WORKLOADS, benchRatio, compareWithTorch, formatBenchTable, parseBenchArgs, parseTorchOutput, probeTorch, runBench, torchCounterparts, TorchPairedRunner } from '../src/bench/index.js';
 
 describe('bench', () => {
   it('parses its command line and rejects bad input clearly', () => {
@@ -131,6 +131,37 @@ describe('bench --paired: PyTorch right after each of our rounds', () => {
     expect(rows[0]!.rounds).toHaveLength(2);
     expect(rows[0]!.rounds!.map((r) => r.torch_ms)).toEqual([10, 20]);
     expect(rows[0]!.ms).toBeGreaterThan(0);
+  });
+
+  it('runs a caller\'s extra workloads (set up untimed, stepped, closed) and pairs them with their torch counterpart', async () => {
+    const log: string[] = [];
+    const extra = [
+      {
+        workload: 'my_fomaml',
+        backend: 'elsewhere',
+        torch: 'fomaml_5w1s_metabatch4_1step',
+        async setup() {
+          log.push('setup');
+          return { step: () => void log.push('step'), close: () => void log.push('close') };
+        },
+      },
+    ];
+    const asked: string[] = [];
+    const rows = await runBench({ workloads: ['my_fomaml'], iterations: 2, warmup: 1, extra, pair: async (w) => (asked.push(w), 5) });
+    expect(log).toEqual(['setup', 'step', 'step', 'step', 'close']);
+    expect(asked).toEqual(['my_fomaml']);
+    expect(rows).toEqual([expect.objectContaining({ workload: 'my_fomaml', backend: 'elsewhere' })]);
+    const cmp = compareWithTorch(rows, parseTorchOutput('{"workload": "fomaml_5w1s_metabatch4_1step", "ms": 4}'), 2, undefined, torchCounterparts(extra));
+    expect(cmp[0]).toMatchObject({ torch_workload: 'fomaml_5w1s_metabatch4_1step', paired: true, torch_ms: 5 });
+    const unpaired = compareWithTorch([{ workload: 'my_fomaml', backend: 'elsewhere', ms: 2 }], parseTorchOutput('{"workload": "fomaml_5w1s_metabatch4_1step", "ms": 4}'), 2, undefined, torchCounterparts(extra));
+    expect(unpaired[0]).toMatchObject({ torch_ms: 4, ratio: 0.5 });
+    // a failing step still closes; names are checked against core's and the extras'
+    const closed: string[] = [];
+    const bad = [{ ...extra[0]!, async setup() { return { step: () => { throw new Error('boom'); }, close: () => void closed.push('x') }; } }];
+    await expect(runBench({ workloads: ['my_fomaml'], iterations: 1, warmup: 0, extra: bad })).rejects.toThrow('boom');
+    expect(closed).toEqual(['x']);
+    await expect(runBench({ workloads: ['nope'], extra })).rejects.toThrow(/unknown workload 'nope' \(known: .*my_fomaml/);
+    await expect(runBench({ extra: [{ ...extra[0]!, workload: 'conv4_fwd_batch80' }] })).rejects.toThrow(/extra workload 'conv4_fwd_batch80' has the name of a core workload/);
   });
 
   it('takes the ratio as the median of the rounds\' ratios', () => {

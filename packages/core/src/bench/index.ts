@@ -55,6 +55,34 @@ export interface BenchOptions {
    */
   pair?: (workload: string, iterations: number, warmup: number) => Promise<number | null>;
   quiet?: boolean;
+  /** workloads defined by the caller (the app's learner rows), run after core's and named like them */
+  extra?: readonly BenchExtraWorkload[];
+}
+
+/**
+ * A workload that core cannot build itself (e.g. a learner of an upper package on worker threads),
+ * timed like core's own: `setup` (not timed) returns one iteration and what frees it.
+ */
+export interface BenchExtraWorkload {
+  workload: string;
+  /** the row's backend column */
+  backend: string;
+  /** torch_ref.py's workload it is compared with */
+  torch: string;
+  setup(): Promise<{ step: () => void; close: () => Promise<void> | void }>;
+}
+
+/** Workload names of a run: core's plus the extras' (an extra may not reuse a core name). */
+function knownWorkloads(extra: readonly BenchExtraWorkload[]): string[] {
+  for (const e of extra) {
+    if ((BENCH_WORKLOADS as readonly string[]).includes(e.workload)) throw new Error(`bench: extra workload '${e.workload}' has the name of a core workload`);
+  }
+  return [...BENCH_WORKLOADS, ...extra.map((e) => e.workload)];
+}
+
+/** PyTorch counterparts of core's workloads and of the extras. */
+export function torchCounterparts(extra: readonly BenchExtraWorkload[] = []): Record<string, string> {
+  return { ...TORCH_COUNTERPART, ...Object.fromEntries(extra.map((e) => [e.workload, e.torch])) };
 }
 
 const W = 5;
@@ -159,9 +187,11 @@ async function evalWorkload(rng: Rng, n: number, warm: number, threads?: number)
 
 /** Run the benchmark; returns one row per workload (also reported through `opts.onRow`). */
 export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
-  const names = opts.workloads ?? BENCH_WORKLOADS;
+  const extras = new Map((opts.extra ?? []).map((e) => [e.workload, e]));
+  const known = knownWorkloads(opts.extra ?? []);
+  const names = opts.workloads ?? known;
   for (const w of names) {
-    if (!(BENCH_WORKLOADS as readonly string[]).includes(w)) throw new Error(`bench: unknown workload '${w}' (known: ${BENCH_WORKLOADS.join(', ')})`);
+    if (!known.includes(w)) throw new Error(`bench: unknown workload '${w}' (known: ${known.join(', ')})`);
   }
   const n = opts.iterations ?? 10;
   const warm = opts.warmup ?? 2;
@@ -342,7 +372,15 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRow[]> {
   };
   try {
     for (const w of names) {
-      if (w.startsWith('graph_')) {
+      const ex = extras.get(w);
+      if (ex) {
+        const s = await ex.setup();
+        try {
+          await emit(w, ex.backend, () => timeit(s.step, n, warm));
+        } finally {
+          await s.close();
+        }
+      } else if (w.startsWith('graph_')) {
         const work = graphWork(w);
         await emit(w, 'onnxruntime-graph', () => timeit(work, n, warm));
       } else if (w === 'onnx_conv4_fwd_batch80') {
@@ -446,10 +484,11 @@ export async function runBenchComparison(opts: BenchCompareOptions = {}): Promis
     }
   }
   const live = runner;
+  const counterparts = torchCounterparts(opts.extra);
   let failed = false;
   const pair = live
     ? async (w: string, n: number, warm: number): Promise<number | null> => {
-        const tw = TORCH_COUNTERPART[w];
+        const tw = counterparts[w];
         if (failed || !tw || !live.workloads.includes(tw)) return null;
         try {
           return await live.time(tw, n, warm);
@@ -478,12 +517,13 @@ export async function runBenchComparison(opts: BenchCompareOptions = {}): Promis
       evalIterations: Math.min(opts.iterations ?? 10, EVAL_ITERATIONS),
       evalWarmup: Math.min(opts.warmup ?? 2, 1),
       timeoutMs,
+      counterparts,
     });
     timings = r.timings;
     notes.push(...r.notes);
   }
   const why = probe.available ? (notes.length ? notes.join('; ') : undefined) : `torch unavailable: ${probe.reason}`;
-  const rows = compareWithTorch(ours, timings, probe.available ? threads : null, why);
+  const rows = compareWithTorch(ours, timings, probe.available ? threads : null, why, counterparts);
   const anyPaired = rows.some((r) => r.paired);
   const how = anyPaired
     ? `ran right after each of our ${rounds} round(s), workload by workload (torch_ref.py's functions via bench-ref/torch_paired.py); ratio = median of the rounds' ours / torch${unpaired.length ? ' (rows without a torch_ref.py counterpart: the reference scripts after ours)' : ''}`

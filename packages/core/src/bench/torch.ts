@@ -106,14 +106,20 @@ function median(xs: number[]): number {
 }
 
 /**
- * Pair our rows with torch timings (by {@link TORCH_COUNTERPART}); `note` explains missing figures.
+ * Pair our rows with torch timings (by `counterparts`, default {@link TORCH_COUNTERPART}); `note` explains missing figures.
  * A row whose rounds carry PyTorch's figure of the same moment (`bench --paired`) uses those instead:
  * torch_ms is the median of the rounds', the ratio the median of the rounds' ours / torch.
  */
-export function compareWithTorch(rows: readonly BenchRow[], torch: readonly TorchTiming[] | null, threads: number | null, note?: string): BenchComparisonRow[] {
+export function compareWithTorch(
+  rows: readonly BenchRow[],
+  torch: readonly TorchTiming[] | null,
+  threads: number | null,
+  note?: string,
+  counterparts: Readonly<Record<string, string>> = TORCH_COUNTERPART,
+): BenchComparisonRow[] {
   const byName = new Map((torch ?? []).map((t) => [t.workload, t]));
   return rows.map((r) => {
-    const tw = TORCH_COUNTERPART[r.workload] ?? null;
+    const tw = counterparts[r.workload] ?? null;
     const paired = r.rounds?.filter((x): x is { ms: number; torch_ms: number } => x.torch_ms !== null) ?? [];
     if (tw && paired.length && paired.length === r.rounds!.length) {
       return {
@@ -297,13 +303,16 @@ export interface TorchRunOptions {
   evalIterations: number;
   evalWarmup: number;
   timeoutMs: number;
+  /** our workload → PyTorch's (default {@link TORCH_COUNTERPART}) */
+  counterparts?: Readonly<Record<string, string>>;
 }
 
 /** Run the reference scripts needed for `workloads`; timings plus notes on what could not run. */
 export function runTorchReference(o: TorchRunOptions): { timings: TorchTiming[]; notes: string[] } {
   const timings: TorchTiming[] = [];
   const notes: string[] = [];
-  const wanted = new Set(o.workloads.map((w) => TORCH_COUNTERPART[w]).filter((w): w is string => !!w));
+  const cp = o.counterparts ?? TORCH_COUNTERPART;
+  const wanted = new Set(o.workloads.map((w) => cp[w]).filter((w): w is string => !!w));
   const run = (script: string, args: string[], label: string) => {
     const r = spawnSync(o.python, [script, ...args], { encoding: 'utf8', timeout: o.timeoutMs, maxBuffer: 16 << 20 });
     if (r.error || r.status !== 0) {
@@ -331,10 +340,12 @@ export function runTorchReference(o: TorchRunOptions): { timings: TorchTiming[];
 
 /** The human table: ours, PyTorch's, ratio; a closing line says how torch ran (or why it did not). */
 export function formatBenchTable(rows: readonly BenchComparisonRow[], status: string): string {
-  const head = `${'workload'.padEnd(32)} ${'backend'.padEnd(12)} ${'ours ms'.padStart(10)} ${'torch ms'.padStart(10)} ${'ours/torch'.padStart(10)}`;
+  const ww = Math.max(32, ...rows.map((r) => r.workload.length));
+  const bw = Math.max(12, ...rows.map((r) => r.backend.length));
+  const head = `${'workload'.padEnd(ww)} ${'backend'.padEnd(bw)} ${'ours ms'.padStart(10)} ${'torch ms'.padStart(10)} ${'ours/torch'.padStart(10)}`;
   const lines = rows.map(
     (r) =>
-      `${r.workload.padEnd(32)} ${r.backend.padEnd(12)} ${r.ms.toFixed(2).padStart(10)} ${(r.torch_ms === null ? '-' : r.torch_ms.toFixed(2)).padStart(10)} ${(r.ratio === null ? '-' : r.ratio.toFixed(2)).padStart(10)}`,
+      `${r.workload.padEnd(ww)} ${r.backend.padEnd(bw)} ${r.ms.toFixed(2).padStart(10)} ${(r.torch_ms === null ? '-' : r.torch_ms.toFixed(2)).padStart(10)} ${(r.ratio === null ? '-' : r.ratio.toFixed(2)).padStart(10)}`,
   );
   return [head, ...lines, status].join('\n') + '\n';
 }
