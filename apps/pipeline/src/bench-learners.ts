@@ -53,7 +53,7 @@ export function learnerBenchWorkloads(workers: number, seed = 0): BenchExtraWork
   if (!Number.isInteger(workers) || workers < 1) throw new Error(`bench: workers must be a positive integer, got ${workers}`);
   return LEARNER_BENCH.map((b) => ({
     workload: b.workload,
-    backend: `onnxruntime-graph, ${workers} worker${workers > 1 ? 's' : ''}`,
+    backend: workers > 1 ? `onnxruntime-graph, ${workers} workers` : 'onnxruntime-graph, this thread',
     torch: b.torch,
     async setup() {
       const config = {

@@ -6,7 +6,8 @@ import { EXIT, NonFiniteLossErrorWithCheckpoint, RunInterrupted, runPipeline, su
 import { PipelineValidationError, loadPipeline } from './validate.js';
 import { datasetIds, datasetSchema } from './datasets.js';
 import { InputError, bench, evalCheckpoint, exportCheckpoint, predictOnnx } from './commands.js';
-import { BENCH_USAGE, formatBenchTable, formatByInstance, formatPercentCI, parseBenchArgs, type BenchCompareOptions } from '@metalearn/core';
+import { BENCH_USAGE, BENCH_WORKLOADS, formatBenchTable, formatByInstance, formatPercentCI, parseBenchArgs, type BenchCompareOptions } from '@metalearn/core';
+import { LEARNER_BENCH_WORKLOADS } from './bench-learners.js';
 import '@metalearn/metric';
 import '@metalearn/optim';
 import '@metalearn/memory';
@@ -356,7 +357,8 @@ async function toolCommand(args: Args, io: CliIO): Promise<number> {
     }
     case 'bench': {
       if (args.help) {
-        io.stdout(`metalearn bench [--json] ${BENCH_USAGE.replace(/^usage: bench /, '')} [--workers N]\n`);
+        const usage = BENCH_USAGE.replace(/^usage: bench /, '').replace(BENCH_WORKLOADS.join(','), [...BENCH_WORKLOADS, ...LEARNER_BENCH_WORKLOADS].join(','));
+        io.stdout(`metalearn bench [--json] ${usage} [--workers N]\n`);
         return EXIT.ok;
       }
       let opts: BenchCompareOptions;

@@ -248,6 +248,9 @@ describe('metalearn bench', () => {
     const c6 = capture();
     expect(await main(['bench', '--workers', '0'], c6.io)).toBe(2);
     expect(c6.err()).toMatch(/--workers needs a positive integer, got "0"/);
+    const c7 = capture();
+    expect(await main(['bench', '--help'], c7.io)).toBe(0);
+    expect(c7.out()).toMatch(/onnx_conv4_fwd_batch80,protonet_eval_5w1s_600ep_onnx,workers_fomaml_5w1s_metabatch4_1step,.*\[--workers N\]/);
   });
 
   it('a learner row: the optim FOMAML learner (engine onnxruntime) stepping a meta-batch of 4 on 2 worker threads', async () => {
