@@ -6,16 +6,15 @@
  * iteration is one `metaTrainStep`: splitting the batch, the workers' graphs, summing in task order,
  * Adam. Core's `graph_*` rows time the same graphs in one thread; these are what a run pays.
  */
-import * as tf from '@tensorflow/tfjs-core';
 import {
   Rng,
+  randomEpisode,
   WorkerPool,
   defaultWorkerCount,
   getLearner,
   isTaskParallel,
   taskParallelStep,
   type BenchExtraWorkload,
-  type Episode,
   type TaskParallelLearner,
 } from '@metalearn/core';
 import '@metalearn/optim';
@@ -40,14 +39,6 @@ export function learnerBenchWorkers(asked?: number): number {
   return Math.min(asked ?? defaultWorkerCount(), META_BATCH);
 }
 
-function randomEpisode(rng: Rng): Episode {
-  const images = (n: number) => tf.tensor(rng.normalArray(n * 784), [n, ...SHAPE]);
-  const labels = (per: number) => Int32Array.from({ length: WAYS * per }, (_, i) => Math.floor(i / per));
-  const support = { x: images(WAYS * SHOTS), y: labels(SHOTS) };
-  const query = { x: images(WAYS * QUERIES), y: labels(QUERIES) };
-  return { ways: WAYS, shots: SHOTS, support, query, dispose: () => tf.dispose([support.x, query.x]) };
-}
-
 /** The learner rows as core bench workloads, on `workers` threads (1: this thread, graphs on all cores). */
 export function learnerBenchWorkloads(workers: number, seed = 0): BenchExtraWorkload[] {
   if (!Number.isInteger(workers) || workers < 1) throw new Error(`bench: workers must be a positive integer, got ${workers}`);
@@ -69,7 +60,7 @@ export function learnerBenchWorkloads(workers: number, seed = 0): BenchExtraWork
       const learner = getLearner(b.id).create(config, ctx);
       if (!isTaskParallel(learner)) throw new Error(`bench: learner '${b.id}' has no task-parallel step`);
       const rng = new Rng(seed).fork(b.workload);
-      const batch = Array.from({ length: META_BATCH }, () => randomEpisode(rng));
+      const batch = Array.from({ length: META_BATCH }, () => randomEpisode(rng, { ways: WAYS, shots: SHOTS, queries: QUERIES, shape: SHAPE }));
       let pool: WorkerPool | null = null;
       try {
         if (workers > 1) pool = await WorkerPool.create({ size: workers, modules: [import.meta.resolve('@metalearn/optim')], learner: { id: b.id, config, ctx } });

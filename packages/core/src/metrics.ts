@@ -9,6 +9,14 @@ export function accuracy(pred: ArrayLike<number>, target: ArrayLike<number>): nu
   return ok / pred.length;
 }
 
+/** Median of `xs` (the mean of the middle two for an even count; NaN for none). */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 /** ‖value − reference‖₂ / ‖reference‖₂ (gradient and parameter comparisons; a zero reference divides by 1e-30). */
 export function relativeL2(value: ArrayLike<number>, reference: ArrayLike<number>): number {
   if (value.length !== reference.length) throw new RangeError(`relativeL2: ${value.length} values for ${reference.length} reference values`);

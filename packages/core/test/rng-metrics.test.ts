@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Rng, meanCI, accuracy, argmaxRows, oneHotRows } from '../src/index.js';
+import { Rng, meanCI, accuracy, argmaxRows, median, oneHotRows, randomEpisode } from '../src/index.js';
 
 describe('Rng', () => {
   it('is deterministic for a seed and differs across seeds', () => {
@@ -35,6 +35,9 @@ describe('metrics', () => {
     expect(accuracy([0, 1, 2, 2], [0, 1, 1, 2])).toBe(0.75);
     expect(Array.from(argmaxRows([0.1, 0.9, 0.8, 0.2], 2, 2))).toEqual([1, 0]);
     expect(Array.from(oneHotRows([2, 0], 3))).toEqual([0, 0, 1, 1, 0, 0]);
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeNaN();
     expect(() => oneHotRows([0, 3], 3, 'maml: query label')).toThrow(/maml: query label 3 is outside 0..2/);
     expect(() => oneHotRows([-1], 3)).toThrow(/label -1 is outside/);
     const m = meanCI([1, 0, 1, 0]);
@@ -50,5 +53,20 @@ describe('Rng normal stream', () => {
     a.normal();
     const b = Rng.fromState(JSON.parse(JSON.stringify(a.state())));
     expect([b.normal(), b.normal(), b.normal()]).toEqual([a.normal(), a.normal(), a.normal()]);
+  });
+});
+
+describe('randomEpisode (benchmarks)', () => {
+  it('has the asked geometry, labels in class order, and is the same for the same seed', () => {
+    const a = randomEpisode(new Rng(5), { ways: 3, shots: 2, queries: 4, shape: [4, 4, 1] });
+    const b = randomEpisode(new Rng(5), { ways: 3, shots: 2, queries: 4, shape: [4, 4, 1] });
+    expect(a.support.x.shape).toEqual([6, 4, 4, 1]);
+    expect(a.query.x.shape).toEqual([12, 4, 4, 1]);
+    expect(Array.from(a.support.y)).toEqual([0, 0, 1, 1, 2, 2]);
+    expect(Array.from(a.query.y)).toEqual([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
+    expect(Array.from(a.query.x.dataSync())).toEqual(Array.from(b.query.x.dataSync()));
+    a.dispose!();
+    b.dispose!();
+    expect(a.support.x.isDisposed && a.query.x.isDisposed).toBe(true);
   });
 });

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, initEngine } from '@metalearn/core';
+import { Rng, initEngine, relativeL2 } from '@metalearn/core';
 import type { FunctionalNet, Params, Task } from '../src/index.js';
 
 /** cpu backend (tiny tests only) with the engine's second-order-safe gradients. */
@@ -74,12 +74,5 @@ export function flat(p: Params, keys = Object.keys(p).sort()): Float64Array {
   return Float64Array.from(parts.flat());
 }
 
-export function relErr(a: Float64Array, b: Float64Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num) / Math.sqrt(den);
-}
+/** ‖a − b‖ / ‖b‖ (core's relativeL2) */
+export const relErr = (a: Float64Array, b: Float64Array): number => relativeL2(a, b);

@@ -16,12 +16,13 @@ import type { Params } from '../nn/types.js';
 import { exportOnnx } from '../onnx/export.js';
 import { OnnxRunner } from '../onnx/runtime.js';
 import { compileLossGrad, compileMamlTask, crossEntropyNodes, protoLogitsNodes, shapesOf, type OrtGraph } from '../onnx/graph.js';
-import { oneHotRows } from '../metrics.js';
+import { median, oneHotRows } from '../metrics.js';
 import { Adam } from '../optim/adam.js';
 import { BENCH_WORKLOADS } from './workloads.js';
 import { compareWithTorch, findTorchRef, probeTorch, runTorchReference, TORCH_COUNTERPART, TorchPairedRunner, type BenchComparisonRow, type TorchStatus, type TorchTiming } from './torch.js';
 
 export { BENCH_WORKLOADS, type BenchWorkload } from './workloads.js';
+export { randomEpisode } from './episodes.js';
 
 export interface BenchRow {
   workload: string;
@@ -89,12 +90,6 @@ const W = 5;
 const K = 1;
 const Q = 15;
 const ALPHA = 0.4;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function timeit(fn: () => void, n: number, warm: number): number {
   for (let i = 0; i < warm; i++) fn();

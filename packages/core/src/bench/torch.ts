@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchRow } from './index.js';
+import { median } from '../metrics.js';
 import { TORCH_REF_WORKLOADS } from './workloads.js';
 
 /** One timing printed by a reference script. */
@@ -97,12 +98,6 @@ export function parseTorchOutput(text: string, source = 'torch reference'): Torc
 export function benchRatio(ours: number, torch: number): number {
   const r = ours / torch;
   return r >= 0.1 ? Math.round(r * 100) / 100 : Number(r.toPrecision(3));
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /**

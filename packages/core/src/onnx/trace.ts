@@ -253,7 +253,10 @@ export class TraceGraph extends OnnxGraphBuilder {
     return [reduce(op === 'ReduceSumSquare' ? 'ReduceSum' : op, first, [...rest, ...trailing], keepdims, name)];
   }
 
-  /** The nodes of a lowered Conv (not recorded in {@link trace}: gradients use the Conv rule). */
+  /**
+   * The nodes of a lowered Conv. The output side (MatMul, bias, layout) is not recorded in {@link trace}:
+   * gradients use the Conv rule; the input side is (see below).
+   */
   private emitIm2colConv(inputs: string[], attrs: Record<string, OnnxAttrValue>, out: number[], name?: string): string[] {
     const n: TraceNode = { op: 'Conv', inputs, outputs: [], attrs };
     const [x, w, b] = inputs as [string, string, string | undefined];

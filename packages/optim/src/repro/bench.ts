@@ -15,15 +15,9 @@
  */
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, getLearner, initEngine, type Episode } from '@metalearn/core';
+import { Rng, getLearner, initEngine, randomEpisode, type Episode } from '@metalearn/core';
 import '../index.js';
 import { lineChart, parseArgs, writeOut } from './common.js';
-
-function randomEpisode(rng: Rng, ways: number, shots: number, queries: number, shape: number[]): Episode {
-  const mk = (n: number) => tf.tensor(Float32Array.from({ length: n * shape.reduce((a, b) => a * b, 1) }, () => rng.normal()), [n, ...shape]);
-  const labels = (per: number) => Int32Array.from({ length: ways * per }, (_, i) => Math.floor(i / per));
-  return { ways, shots, support: { x: mk(ways * shots), y: labels(shots) }, query: { x: mk(ways * queries), y: labels(queries) } };
-}
 
 function disposeEp(e: Episode) {
   e.support.x.dispose();
@@ -45,7 +39,7 @@ async function main() {
       const row = { steps: s, maml: 0, imaml: 0, mamlMs: 0, imamlMs: 0 };
       for (const id of ['maml', 'imaml'] as const) {
         const l = getLearner(id).create(id === 'maml' ? { backbone, innerSteps: s, innerLr: 0.4 } : { backbone, innerSteps: s, innerLr: 0.1, cgSteps: 5, lambda: 2 }, { inputShape: shape, seed: 1 });
-        const e = randomEpisode(rng, 5, 1, 15, shape);
+        const e = randomEpisode(rng, { ways: 5, shots: 1, queries: 15, shape });
         const t0 = Date.now();
         const prof = await tf.profile(() => {
           l.metaTrainStep([e]);
@@ -92,7 +86,7 @@ async function main() {
     const speed: Record<string, unknown>[] = [];
     for (const w of work) {
       const l = getLearner(w.id).create({ backbone, innerSteps: w.steps, innerLr: 0.4 }, { inputShape: shape, seed: 1 });
-      const batch = [0, 1, 2, 3].map(() => randomEpisode(rng, 5, 1, 15, shape));
+      const batch = [0, 1, 2, 3].map(() => randomEpisode(rng, { ways: 5, shots: 1, queries: 15, shape }));
       const times: number[] = [];
       for (let i = 0; i < (a.reps as number) + 1; i++) {
         const t0 = performance.now();
@@ -118,7 +112,7 @@ async function main() {
     // class), median ms per meta-batch of 4 tasks; the two alternate within each repetition
     const mk = (cgJvp: string) => getLearner('imaml').create({ backbone, innerSteps: 8, innerLr: 0.1, lambda: 2, cgSteps: 5, cgMatrix: 'gauss-newton', cgJvp }, { inputShape: shape, seed: 1 });
     const learners = { exact: mk('exact'), 'finite-difference': mk('finite-difference') };
-    const batch = [0, 1, 2, 3].map(() => randomEpisode(rng, 5, 1, 1, shape));
+    const batch = [0, 1, 2, 3].map(() => randomEpisode(rng, { ways: 5, shots: 1, queries: 1, shape }));
     const times: Record<string, number[]> = { exact: [], 'finite-difference': [] };
     for (let i = 0; i < (a.reps as number) + 1; i++) {
       for (const [k, l] of Object.entries(learners)) {

@@ -9,26 +9,11 @@
  * On a shared machine the absolute figures move with the load; the ratio of one run is the figure.
  */
 import * as fs from 'node:fs';
-import * as tf from '@tensorflow/tfjs-core';
-import { Rng, WorkerPool, maxRelParamDiff, getLearner, initEngine, isTaskParallel, taskParallelStep, type Episode, type TaskParallelLearner } from '@metalearn/core';
+import { Rng, WorkerPool, maxRelParamDiff, median, getLearner, initEngine, isTaskParallel, randomEpisode, taskParallelStep, type TaskParallelLearner } from '@metalearn/core';
 import '../index.js';
 import { parseArgs } from './common.js';
 
 const SHAPE = [28, 28, 1];
-
-function randomEpisode(rng: Rng): Episode {
-  const mk = (n: number) => tf.tensor(Float32Array.from({ length: n * 784 }, () => rng.normal()), [n, ...SHAPE]);
-  const labels = (per: number) => Int32Array.from({ length: 5 * per }, (_, i) => Math.floor(i / per));
-  const support = { x: mk(5), y: labels(1) };
-  const query = { x: mk(75), y: labels(15) };
-  return { ways: 5, shots: 1, support, query, dispose: () => tf.dispose([support.x, query.x]) };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2), { workers: 2, reps: 5, filters: 64, out: '' });
@@ -54,7 +39,7 @@ async function main(): Promise<void> {
       const rng = new Rng(3);
       // one warm-up step each, then `reps` timed steps, alternating so both see the same load
       for (let r = 0; r <= (a.reps as number); r++) {
-        const batch = [0, 1, 2, 3].map(() => randomEpisode(rng));
+        const batch = [0, 1, 2, 3].map(() => randomEpisode(rng, { ways: 5, shots: 1, queries: 15, shape: SHAPE }));
         for (const mode of ['1', 'N'] as const) {
           const s = performance.now();
           taskParallelStep(learners[mode], batch, mode === '1' ? null : pool);
